@@ -1,0 +1,53 @@
+"""The `mayanode-operator` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from . import __version__
+from .config import OperatorConfig
+from .logs import configure_logging
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mayanode-operator",
+                                     description="Runs MAYAChain validator nodes on Kubernetes.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the operator against the current kubeconfig or in-cluster")
+    run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG, ~/.kube/config)")
+    run.add_argument("--context", help="kubeconfig context")
+    run.add_argument("-n", "--namespace", action="append", dest="namespaces",
+                     help="watch only this namespace (repeatable); default: cluster-wide")
+    run.add_argument("--workers", type=int, help="reconciles running at once (default 8)")
+    run.add_argument("--log-format", choices=["json", "text"])
+    run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.add_argument("--peering", help="kopf peering name, for more than one replica")
+    run.add_argument("--liveness", dest="liveness_endpoint", help="e.g. http://0.0.0.0:8080/healthz")
+    run.set_defaults(handler=cmd_run)
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .operator_loop import run_operator
+
+    config = OperatorConfig.from_env(
+        kubeconfig=args.kubeconfig, context=args.context, namespaces=args.namespaces, workers=args.workers,
+        log_format=args.log_format, log_level=args.log_level, peering=args.peering,
+        liveness_endpoint=args.liveness_endpoint,
+    )
+    configure_logging(config.log_format, config.log_level)
+    asyncio.run(run_operator(config))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""kopf handlers: each one wires an event to the work queue or to a login; nothing decides here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import kopf
+
+from .api import naming
+from .reconcile.runtime import Runtime
+from .settings import apply_settings
+
+registry = kopf.OperatorRegistry()
+
+
+def watch_event_action(event_type: str | None, body: Any) -> str:
+    """Reconcile on first sight and on spec changes; our own status writes must not loop back."""
+    if event_type == "DELETED":
+        return "forget"
+    if event_type in (None, "ADDED"):
+        return "reconcile"
+    generation = (body.get("metadata") or {}).get("generation")
+    observed = (body.get("status") or {}).get("observedGeneration")
+    return "reconcile" if generation != observed else "ignore"
+WATCHED_PLURALS = (naming.MAYANODE_PLURAL, naming.NODEBACKUP_PLURAL, naming.NODERESTORE_PLURAL)
+
+
+@kopf.on.startup(registry=registry)
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Apply the operator's kopf settings."""
+    apply_settings(settings, memo.runtime.config)
+
+
+@kopf.on.login(registry=registry)
+def login(memo: kopf.Memo, **_: Any) -> kopf.AiohttpSession:
+    """Log in with the same credentials as the operator's own client, on a capped connection pool."""
+    runtime: Runtime = memo.runtime
+    cfg = runtime.kube.api_client.configuration
+    token = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
+    scheme, _, value = (token or "").partition(" ")
+    info = kopf.ConnectionInfo(
+        server=cfg.host,
+        ca_path=cfg.ssl_ca_cert,
+        insecure=not cfg.verify_ssl,
+        certificate_path=cfg.cert_file,
+        private_key_path=cfg.key_file,
+        scheme=scheme if value else ("Bearer" if token else None),
+        token=value or token,
+        username=cfg.username or None,
+        password=cfg.password or None,
+    )
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=runtime.config.max_connections, ssl=info.as_ssl_context()),
+        headers=info.as_http_headers(),
+    )
+    return kopf.AiohttpSession(aiohttp_session=session)
+
+
+def _enqueue(memo: kopf.Memo, plural: str, event: dict[str, Any], body: kopf.Body) -> None:
+    runtime: Runtime = memo.runtime
+    key = (plural, body.metadata.namespace, body.metadata.name)
+    match watch_event_action(event.get("type"), body):
+        case "forget":
+            runtime.queue.forget(key)
+        case "reconcile":
+            runtime.queue.add(key)
+
+
+@kopf.on.event(naming.GROUP, naming.VERSION, naming.MAYANODE_PLURAL, registry=registry)
+def mayanode_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Every watch event of a MayaNode queues a reconcile (no finalizer, no annotations written)."""
+    _enqueue(memo, naming.MAYANODE_PLURAL, event, body)
+
+
+@kopf.on.probe(id="queue", registry=registry)
+def queue_depth(memo: kopf.Memo, **_: Any) -> int:
+    """Liveness detail: how many objects wait for a reconcile."""
+    return len(memo.runtime.queue)

@@ -1,0 +1,274 @@
+"""Read-only client of a MAYANode's HTTP API (REST on 1317, CometBFT RPC on 27147).
+
+Every route is fetched with a timeout and a body-size cap; a failure becomes an EndpointError
+naming the route and the cause, never an exception that escapes the reconcile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .snapshot import (
+    ChainStatus,
+    EndpointError,
+    InboundChain,
+    Jail,
+    NetworkObservation,
+    NodeAccount,
+    NodeApiObservation,
+    Preflight,
+    Vault,
+)
+
+MAX_BODY_BYTES = 4 * 1024 * 1024   # the largest honest answer (all nodes, all mimirs) is far below
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
+
+
+class _VersionDoc(_Lenient):
+    current: str = ""
+    next: str = ""
+    querier: str = ""
+
+
+class _JailDoc(_Lenient):
+    release_height: int = 0
+    reason: str = ""
+
+
+class _PreflightDoc(_Lenient):
+    status: str = ""
+    reason: str = ""
+    code: int = 0
+
+
+class _PubKeySetDoc(_Lenient):
+    secp256k1: str = ""
+    ed25519: str = ""
+
+
+class _NodeDoc(_Lenient):
+    node_address: str
+    status: str
+    bond: str = "0"
+    slash_points: int = 0
+    version: str = ""
+    ip_address: str = ""
+    validator_cons_pub_key: str = ""
+    jail: _JailDoc | None = None
+    preflight_status: _PreflightDoc | None = None
+    requested_to_leave: bool = False
+    forced_to_leave: bool = False
+    signer_membership: list[str] | None = None
+    pub_key_set: _PubKeySetDoc | None = None
+
+
+class _SyncInfoDoc(_Lenient):
+    latest_block_height: int
+    catching_up: bool
+
+
+class _ValidatorInfoDoc(_Lenient):
+    address: str = ""
+
+
+class _StatusResultDoc(_Lenient):
+    sync_info: _SyncInfoDoc
+    validator_info: _ValidatorInfoDoc | None = None
+
+
+class _StatusDoc(_Lenient):
+    result: _StatusResultDoc
+
+
+class _InboundDoc(_Lenient):
+    chain: str
+    halted: bool = False
+    global_trading_paused: bool = False
+    chain_trading_paused: bool = False
+    chain_lp_actions_paused: bool = False
+
+
+class _VaultDoc(_Lenient):
+    pub_key: str
+    status: str = ""
+    block_height: int = 0
+    membership: list[str] | None = Field(default=None)
+
+
+class EndpointFailure(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+async def fetch_json(session: aiohttp.ClientSession, url: str, timeout: float) -> Any:
+    """GET a JSON document, bounded in time and size."""
+    try:
+        async with asyncio.timeout(timeout):
+            async with session.get(url, headers={"Accept": "application/json"}) as response:
+                body = await _read_capped(response)
+                if response.status == 404:
+                    raise EndpointFailure("NotFound", f"HTTP 404 from {url}")
+                if response.status >= 400:
+                    raise EndpointFailure("HTTPError", f"HTTP {response.status} from {url}")
+    except TimeoutError:
+        raise EndpointFailure("Timeout", f"no answer from {url} within {timeout:g}s") from None
+    except aiohttp.ClientError as err:
+        raise EndpointFailure("Unreachable", f"{url}: {type(err).__name__}: {err}") from None
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise EndpointFailure("InvalidResponse", f"{url} did not answer JSON") from None
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+    declared = response.content_length
+    if declared is not None and declared > MAX_BODY_BYTES:
+        raise EndpointFailure("TooLarge", f"{response.url} answered {declared} bytes (limit {MAX_BODY_BYTES})")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise EndpointFailure("TooLarge", f"{response.url} answered more than {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse(model: type[BaseModel], doc: Any, what: str) -> Any:
+    try:
+        return model.model_validate(doc)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(root)"
+        raise EndpointFailure("InvalidResponse", f"{what}: unexpected shape at {where}: {first['msg']}") from None
+
+
+def parse_version(doc: Any) -> _VersionDoc:
+    return _parse(_VersionDoc, doc, "/mayachain/version")
+
+
+def parse_node_account(doc: Any) -> NodeAccount:
+    node: _NodeDoc = _parse(_NodeDoc, doc, "/mayachain/node")
+    jail = node.jail if node.jail and (node.jail.release_height or node.jail.reason) else None
+    return NodeAccount(
+        address=node.node_address,
+        status=node.status,
+        bond=node.bond,
+        slash_points=node.slash_points,
+        version=node.version,
+        ip_address=node.ip_address,
+        validator_cons_pub_key=node.validator_cons_pub_key,
+        jail=Jail(jail.release_height, jail.reason) if jail else None,
+        preflight=Preflight(**node.preflight_status.model_dump()) if node.preflight_status else None,
+        requested_to_leave=node.requested_to_leave,
+        forced_to_leave=node.forced_to_leave,
+        signer_membership=tuple(node.signer_membership or ()),
+        secp256k1=node.pub_key_set.secp256k1 if node.pub_key_set else "",
+    )
+
+
+def parse_rpc_status(doc: Any) -> ChainStatus:
+    status: _StatusDoc = _parse(_StatusDoc, doc, "RPC /status")
+    info = status.result.validator_info
+    return ChainStatus(
+        height=status.result.sync_info.latest_block_height,
+        catching_up=status.result.sync_info.catching_up,
+        validator_address=info.address if info else "",
+    )
+
+
+def parse_mimir(doc: Any) -> tuple[tuple[str, int], ...]:
+    if not isinstance(doc, dict):
+        raise EndpointFailure("InvalidResponse", "/mayachain/mimir: expected an object of KEY: value")
+    pairs = []
+    for key, value in doc.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise EndpointFailure("InvalidResponse", f"/mayachain/mimir: {key!s:.64} is not an integer")
+        pairs.append((str(key).upper(), value))
+    return tuple(sorted(pairs))
+
+
+def parse_inbound(doc: Any) -> tuple[InboundChain, ...]:
+    if not isinstance(doc, list):
+        raise EndpointFailure("InvalidResponse", "/mayachain/inbound_addresses: expected a list")
+    chains = [_parse(_InboundDoc, item, "/mayachain/inbound_addresses") for item in doc]
+    return tuple(InboundChain(**chain.model_dump()) for chain in sorted(chains, key=lambda c: c.chain))
+
+
+def parse_asgard(doc: Any) -> Vault | None:
+    """The newest active Asgard vault: its key changes at every churn."""
+    if not isinstance(doc, list):
+        raise EndpointFailure("InvalidResponse", "/mayachain/vaults/asgard: expected a list")
+    vaults = [_parse(_VaultDoc, item, "/mayachain/vaults/asgard") for item in doc]
+    active = [vault for vault in vaults if vault.status in ("ActiveVault", "")] or vaults
+    if not active:
+        return None
+    newest = max(active, key=lambda vault: (vault.block_height, vault.pub_key))
+    return Vault(newest.pub_key, newest.block_height, tuple(sorted(newest.membership or ())))
+
+
+class NodeApi:
+    """The routes one MayaNode reconcile reads, fetched concurrently."""
+
+    def __init__(self, session: aiohttp.ClientSession, rest_url: str, rpc_url: str, timeout: float) -> None:
+        self._session = session
+        self._rest = rest_url.rstrip("/")
+        self._rpc = rpc_url.rstrip("/")
+        self._timeout = timeout
+
+    async def observe(self, node_address: str | None) -> NodeApiObservation:
+        routes: dict[str, tuple[str, Any]] = {
+            "version": (f"{self._rest}/mayachain/version", parse_version),
+            "status": (f"{self._rpc}/status", parse_rpc_status),
+            "mimir": (f"{self._rest}/mayachain/mimir", parse_mimir),
+            "inbound": (f"{self._rest}/mayachain/inbound_addresses", parse_inbound),
+            "asgard": (f"{self._rest}/mayachain/vaults/asgard", parse_asgard),
+        }
+        if node_address:
+            routes["node"] = (f"{self._rest}/mayachain/node/{node_address}", parse_node_account)
+        names = list(routes)
+        outcomes = await asyncio.gather(*(self._fetch(*routes[name]) for name in names))
+        results: dict[str, Any] = {}
+        errors: list[EndpointError] = []
+        for name, (value, failure) in zip(names, outcomes):
+            if failure is None:
+                results[name] = value
+            else:
+                errors.append(EndpointError(name, failure.reason, failure.message))
+        version = results.get("version")
+        network = NetworkObservation(
+            current_version=(version.current or None) if version else None,
+            next_version=(version.next or None) if version else None,
+            querier_version=(version.querier or None) if version else None,
+            mimir=results.get("mimir", ()),
+            inbound=results.get("inbound", ()),
+            vault=results.get("asgard"),
+        )
+        return NodeApiObservation(
+            network=network, account=results.get("node"), chain=results.get("status"), errors=tuple(errors)
+        )
+
+    async def _fetch(self, url: str, parse: Any) -> tuple[Any, EndpointFailure | None]:
+        try:
+            return parse(await fetch_json(self._session, url, self._timeout)), None
+        except EndpointFailure as failure:
+            return None, failure
+
+    async def signatures_at(self, height: int) -> tuple[str, ...]:
+        """Validator addresses that signed the commit carried by block `height`."""
+        doc = await fetch_json(self._session, f"{self._rpc}/block?height={height}", self._timeout)
+        try:
+            signatures = doc["result"]["block"]["last_commit"]["signatures"] or []
+            return tuple(str(sig.get("validator_address") or "").upper() for sig in signatures)
+        except (KeyError, TypeError, AttributeError):
+            raise EndpointFailure("InvalidResponse", f"RPC /block?height={height}: unexpected shape") from None

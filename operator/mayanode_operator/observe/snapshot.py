@@ -1,0 +1,155 @@
+"""Frozen snapshots of the world, as observed in one reconcile.
+
+Planners read these and nothing else: no client, no clock, no kopf object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class PodObservation:
+    name: str
+    phase: str
+    ready: bool
+    restarts: int
+    waiting_reason: str | None = None
+    terminating: bool = False
+
+
+@dataclass(frozen=True)
+class WorkloadObservation:
+    """One Deployment (mayanode or bifrost) and its pods."""
+
+    name: str
+    exists: bool
+    desired_replicas: int = 0
+    ready_replicas: int = 0
+    updated_replicas: int = 0
+    image: str | None = None
+    pods: tuple[PodObservation, ...] = ()
+
+    @property
+    def version(self) -> str | None:
+        return version_from_image(self.image)
+
+    @property
+    def running_pods(self) -> int:
+        return sum(1 for pod in self.pods if not pod.terminating)
+
+
+def version_from_image(image: str | None) -> str | None:
+    """`registry/mayanode:mainnet-1.111.0` → `1.111.0`; None when the tag carries no version."""
+    if not image or ":" not in image.rsplit("/", 1)[-1]:
+        return None
+    tag = image.rsplit(":", 1)[1]
+    candidate = tag.rsplit("-", 1)[-1]
+    parts = candidate.split(".")
+    if len(parts) == 3 and all(part.isdigit() for part in parts):
+        return candidate
+    return None
+
+
+@dataclass(frozen=True)
+class Jail:
+    release_height: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Preflight:
+    status: str
+    reason: str
+    code: int
+
+
+@dataclass(frozen=True)
+class NodeAccount:
+    address: str
+    status: str
+    bond: str
+    slash_points: int
+    version: str
+    ip_address: str
+    validator_cons_pub_key: str
+    jail: Jail | None = None
+    preflight: Preflight | None = None
+    requested_to_leave: bool = False
+    forced_to_leave: bool = False
+    signer_membership: tuple[str, ...] = ()
+    secp256k1: str = ""
+
+
+@dataclass(frozen=True)
+class ChainStatus:
+    height: int
+    catching_up: bool
+    validator_address: str = ""
+
+
+@dataclass(frozen=True)
+class Halt:
+    """One halt in effect: `kind` is Trading, Chain, Signing, Solvency, LP, Churning or NodePause."""
+
+    kind: str
+    key: str
+    chain: str | None = None
+
+
+@dataclass(frozen=True)
+class Vault:
+    pub_key: str
+    block_height: int
+    membership: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class InboundChain:
+    chain: str
+    halted: bool
+    global_trading_paused: bool
+    chain_trading_paused: bool
+    chain_lp_actions_paused: bool
+
+
+@dataclass(frozen=True)
+class NetworkObservation:
+    current_version: str | None = None
+    next_version: str | None = None
+    querier_version: str | None = None
+    mimir: tuple[tuple[str, int], ...] = ()          # sorted (KEY, value) pairs, keys upper-case
+    inbound: tuple[InboundChain, ...] = ()
+    vault: Vault | None = None
+
+
+@dataclass(frozen=True)
+class EndpointError:
+    """Why one endpoint of the node API gave no usable answer (no secrets, just the cause)."""
+
+    endpoint: str
+    reason: str          # Unreachable | Timeout | HTTPError | InvalidResponse | NotFound | TooLarge
+    message: str
+
+
+@dataclass(frozen=True)
+class NodeApiObservation:
+    network: NetworkObservation = field(default_factory=NetworkObservation)
+    account: NodeAccount | None = None
+    chain: ChainStatus | None = None
+    errors: tuple[EndpointError, ...] = ()
+
+    def error_for(self, endpoint: str) -> EndpointError | None:
+        return next((err for err in self.errors if err.endpoint == endpoint), None)
+
+    @property
+    def reachable(self) -> bool:
+        """The API answered at least its version route or the RPC status."""
+        return self.error_for("version") is None or self.error_for("status") is None
+
+
+@dataclass(frozen=True)
+class MayaNodeObservation:
+    mayanode: WorkloadObservation
+    bifrost: WorkloadObservation
+    api: NodeApiObservation

@@ -1,0 +1,97 @@
+"""MayaNode: observe → plan → apply → status. Sequencing only; decisions live in plan/."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import urllib3
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from ..api import naming
+from ..api.models import MayaNodeSpec
+from ..observe.kube import observe_workload
+from ..observe.nodeapi import NodeApi
+from ..observe.snapshot import MayaNodeObservation
+from ..plan.conditions import Condition, merge_conditions
+from ..plan.events import EventSpec
+from ..plan.mayanode_status import StatusInputs, iso, plan_mayanode_status
+from ..plan.patches import merge_patch
+from .runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+
+def describe_validation_error(err: ValidationError) -> str:
+    """Field paths and messages only: input values may hold anything, so they are not echoed."""
+    parts = []
+    for item in err.errors()[:5]:
+        where = ".".join(str(p) for p in item["loc"]) or "spec"
+        parts.append(f"spec.{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+async def reconcile_mayanode(runtime: Runtime, namespace: str, name: str) -> float | None:
+    """One pass; returns seconds until the next one (None: the object is gone)."""
+    body = await runtime.kube.get_custom(naming.MAYANODE_PLURAL, namespace, name)
+    if body is None:
+        return None
+    meta, status = body.get("metadata") or {}, body.get("status") or {}
+    if meta.get("deletionTimestamp"):
+        return None
+    try:
+        spec = MayaNodeSpec.model_validate(body.get("spec") or {})
+    except ValidationError as err:
+        await _report_invalid_spec(runtime, body, describe_validation_error(err))
+        return runtime.config.observe_interval_seconds * 10
+
+    observed = await observe_mayanode(runtime, namespace, spec)
+    inputs = StatusInputs(
+        generation=meta.get("generation"),
+        node_address=spec.node_address,
+        target_version=spec.version,
+        suspend=spec.suspend,
+        rest_url=spec.rest_url(namespace),
+        height_refresh_seconds=runtime.config.height_refresh_seconds,
+    )
+    plan = plan_mayanode_status(inputs, observed, status, runtime.now())
+    if plan.patch:
+        await runtime.kube.patch_custom_status(naming.MAYANODE_PLURAL, namespace, name, plan.patch)
+    await emit_all(runtime, body, plan.events)
+    return float(spec.observe.interval_seconds)
+
+
+async def observe_mayanode(runtime: Runtime, namespace: str, spec: MayaNodeSpec) -> MayaNodeObservation:
+    node_api = NodeApi(runtime.http, spec.rest_url(namespace), spec.rpc_url(namespace),
+                       float(spec.api.timeout_seconds or runtime.config.node_api_timeout_seconds))
+    mayanode, bifrost, api = await asyncio.gather(
+        observe_workload(runtime.kube, namespace, spec.mayanode.deployment, spec.mayanode.container),
+        observe_workload(runtime.kube, namespace, spec.bifrost.deployment, spec.bifrost.container),
+        node_api.observe(spec.node_address),
+    )
+    return MayaNodeObservation(mayanode=mayanode, bifrost=bifrost, api=api)
+
+
+async def _report_invalid_spec(runtime: Runtime, body: dict[str, Any], message: str) -> None:
+    status = body.get("status") or {}
+    generation = (body.get("metadata") or {}).get("generation")
+    conditions = merge_conditions(
+        status.get("conditions"),
+        [Condition("Ready", "False", "InvalidSpec", message)],
+        now=iso(runtime.now()), generation=generation,
+    )
+    patch = merge_patch(status, {"phase": "Degraded", "observedGeneration": generation, "conditions": conditions})
+    if patch:
+        await runtime.kube.patch_custom_status(naming.MAYANODE_PLURAL, body["metadata"]["namespace"],
+                                               body["metadata"]["name"], patch)
+        await emit_all(runtime, body, [EventSpec("Warning", "InvalidSpec", message)])
+
+
+async def emit_all(runtime: Runtime, body: dict[str, Any], events: Any) -> None:
+    for event in events:
+        try:
+            await runtime.kube.emit_event(body, event)
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as err:  # an event is a courtesy
+            logger.warning("could not emit event %s: %s", event.reason, type(err).__name__)

@@ -1,0 +1,43 @@
+"""What a running operator holds: configuration, API clients, the work queue, a clock."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import aiohttp
+
+from ..adapters.kube import KubeApi, make_api_client
+from ..config import OperatorConfig
+from .queue import WorkQueue
+
+logger = logging.getLogger(__name__)
+
+ObjectKey = tuple[str, str, str]      # (plural, namespace, name)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class Runtime:
+    config: OperatorConfig
+    kube: KubeApi
+    http: aiohttp.ClientSession
+    queue: WorkQueue[ObjectKey] = field(default_factory=WorkQueue)
+    now: Callable[[], datetime] = utcnow
+
+    @classmethod
+    async def create(cls, config: OperatorConfig) -> "Runtime":
+        api_client = await asyncio.to_thread(make_api_client, config.kubeconfig, config.context)
+        api_client.configuration.connection_pool_maxsize = max(config.workers * 2, 4)
+        http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=max(config.workers * 4, 8)))
+        return cls(config=config, kube=KubeApi(api_client), http=http)
+
+    async def close(self) -> None:
+        await self.http.close()
+        await asyncio.to_thread(self.kube.api_client.close)
