@@ -33,7 +33,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
 
 
 @kopf.on.login(registry=registry)
-def login(memo: kopf.Memo, **_: Any) -> kopf.AiohttpSession:
+async def login(memo: kopf.Memo, **_: Any) -> kopf.AiohttpSession:
     """Log in with the same credentials as the operator's own client, on a capped connection pool."""
     runtime: Runtime = memo.runtime
     cfg = runtime.kube.api_client.configuration
@@ -54,7 +54,7 @@ def login(memo: kopf.Memo, **_: Any) -> kopf.AiohttpSession:
         connector=aiohttp.TCPConnector(limit=runtime.config.max_connections, ssl=info.as_ssl_context()),
         headers=info.as_http_headers(),
     )
-    return kopf.AiohttpSession(aiohttp_session=session)
+    return kopf.AiohttpSession(server=info.server, aiohttp_session=session)
 
 
 def _enqueue(memo: kopf.Memo, plural: str, event: dict[str, Any], body: kopf.Body) -> None:

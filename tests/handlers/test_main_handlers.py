@@ -1,0 +1,56 @@
+"""kopf handlers only wire: watch events to the queue, credentials to a capped session."""
+
+import asyncio
+
+import kopf
+import pytest
+from kubernetes import client as k8s
+
+from mayanode_operator.config import OperatorConfig
+from mayanode_operator.main import login, mayanode_event, watch_event_action
+from mayanode_operator.reconcile.queue import WorkQueue
+
+
+def body(generation=2, observed=2, name="node-a"):
+    return kopf.Body({"metadata": {"name": name, "namespace": "node-a", "generation": generation},
+                      "status": {"observedGeneration": observed} if observed is not None else {}})
+
+
+@pytest.mark.parametrize("event_type,generation,observed,action", [
+    (None, 1, None, "reconcile"),           # initial listing
+    ("ADDED", 1, None, "reconcile"),
+    ("MODIFIED", 2, 1, "reconcile"),        # spec changed
+    ("MODIFIED", 2, 2, "ignore"),           # our own status write coming back
+    ("DELETED", 2, 2, "forget"),
+])
+def test_watch_event_action(event_type, generation, observed, action):
+    assert watch_event_action(event_type, body(generation, observed)) == action
+
+
+class FakeRuntime:
+    def __init__(self, config=None, api_client=None):
+        self.queue = WorkQueue()
+        self.config = config or OperatorConfig()
+        self.kube = type("K", (), {"api_client": api_client})()
+
+
+def test_events_feed_the_queue():
+    runtime = FakeRuntime()
+    memo = kopf.Memo(runtime=runtime)
+    mayanode_event(event={"type": "ADDED"}, body=body(), memo=memo)
+    assert runtime.queue.pop_due()[0] == [("mayanodes", "node-a", "node-a")]
+    runtime.queue.add(("mayanodes", "node-a", "node-a"), delay=100)
+    mayanode_event(event={"type": "DELETED"}, body=body(), memo=memo)
+    assert len(runtime.queue) == 0
+
+
+async def test_login_uses_the_operator_credentials_with_a_capped_pool():
+    configuration = k8s.Configuration(host="https://10.0.0.1:6443", api_key={"authorization": "Bearer abc"})
+    configuration.verify_ssl = False
+    runtime = FakeRuntime(OperatorConfig(max_connections=7), k8s.ApiClient(configuration))
+    session = (await login(memo=kopf.Memo(runtime=runtime))).aiohttp_session
+    try:
+        assert session.connector.limit == 7
+        assert session.headers["Authorization"] == "Bearer abc"
+    finally:
+        await session.close()
