@@ -165,3 +165,10 @@ def test_api_down_and_back_emits_warning_then_recovery():
 ])
 def test_version_from_image(image, version):
     assert version_from_image(image) == version
+
+
+def test_ip_column_shows_the_registered_address_when_ip_is_not_managed():
+    plan = plan_mayanode_status(INPUTS, HEALTHY, {}, NOW)
+    assert plan.status["externalIP"] == {"address": "203.0.113.5"}
+    managed = plan_mayanode_status(replace(INPUTS, manages_external_ip=True), HEALTHY, {}, NOW)
+    assert "externalIP" not in managed.status

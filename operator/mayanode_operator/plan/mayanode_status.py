@@ -24,6 +24,7 @@ class StatusInputs:
     suspend: bool
     rest_url: str
     height_refresh_seconds: float = 60.0
+    manages_external_ip: bool = False    # when True, the external-IP planner owns status.externalIP
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ def plan_mayanode_status(
         },
         "conditions": all_conditions,
     })
+    if not inputs.manages_external_ip:
+        status["externalIP"] = _observed_ip(observed, previous.get("externalIP"))
     return StatusPlan(status=status, patch=merge_patch(previous, status), events=_events(previous, status))
 
 
@@ -218,6 +221,14 @@ def _network_status(observed: MayaNodeObservation, halts, previous: Mapping[str,
         "vault": {"pubKey": vault.pub_key, "height": vault.block_height} if vault else previous.get("vault"),
         "lastChurnHeight": vault.block_height if vault else previous.get("lastChurnHeight"),
     }
+
+
+def _observed_ip(observed: MayaNodeObservation, previous: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """With IP management off, the IP column shows the address registered on chain."""
+    account = observed.api.account
+    if account is None:
+        return dict(previous) if previous else None
+    return {"address": account.ip_address} if account.ip_address else None
 
 
 def _workload_status(workload: WorkloadObservation) -> dict[str, Any] | None:

@@ -19,6 +19,7 @@ from ..plan.conditions import Condition, merge_conditions
 from ..plan.events import EventSpec
 from ..plan.mayanode_status import StatusInputs, iso, plan_mayanode_status
 from ..plan.patches import merge_patch
+from .queue import jittered
 from .runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -55,12 +56,13 @@ async def reconcile_mayanode(runtime: Runtime, namespace: str, name: str) -> flo
         suspend=spec.suspend,
         rest_url=spec.rest_url(namespace),
         height_refresh_seconds=runtime.config.height_refresh_seconds,
+        manages_external_ip=spec.external_ip is not None,
     )
     plan = plan_mayanode_status(inputs, observed, status, runtime.now())
     if plan.patch:
         await runtime.kube.patch_custom_status(naming.MAYANODE_PLURAL, namespace, name, plan.patch)
     await emit_all(runtime, body, plan.events)
-    return float(spec.observe.interval_seconds)
+    return jittered(float(spec.observe.interval_seconds))
 
 
 async def observe_mayanode(runtime: Runtime, namespace: str, spec: MayaNodeSpec) -> MayaNodeObservation:
