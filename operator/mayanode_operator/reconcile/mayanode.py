@@ -6,6 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
+import aiohttp
 import urllib3
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
@@ -19,6 +20,7 @@ from ..plan.conditions import Condition, merge_conditions
 from ..plan.events import EventSpec
 from ..plan.mayanode_status import StatusInputs, iso, plan_mayanode_status
 from ..plan.patches import merge_patch
+from .facets import FACETS, Facet, FacetOutcome, NodeContext
 from .queue import jittered
 from .runtime import Runtime
 
@@ -58,11 +60,36 @@ async def reconcile_mayanode(runtime: Runtime, namespace: str, name: str) -> flo
         height_refresh_seconds=runtime.config.height_refresh_seconds,
         manages_external_ip=spec.external_ip is not None,
     )
-    plan = plan_mayanode_status(inputs, observed, status, runtime.now())
-    if plan.patch:
-        await runtime.kube.patch_custom_status(naming.MAYANODE_PLURAL, namespace, name, plan.patch)
-    await emit_all(runtime, body, plan.events)
-    return jittered(float(spec.observe.interval_seconds))
+    now = runtime.now()
+    plan = plan_mayanode_status(inputs, observed, status, now)
+    ctx = NodeContext(runtime=runtime, body=body, spec=spec, namespace=namespace, name=name, now=now,
+                      observed=observed, previous_status=status, status=plan.status)
+    new_status, events, requeue = dict(plan.status), list(plan.events), float(spec.observe.interval_seconds)
+    for facet in FACETS:
+        outcome = await run_facet(facet, ctx)
+        new_status.update(outcome.status)
+        new_status["conditions"] = merge_conditions(new_status["conditions"], outcome.conditions,
+                                                    now=iso(now), generation=ctx.generation)
+        events += outcome.events
+        if outcome.requeue_after is not None:
+            requeue = min(requeue, outcome.requeue_after)
+    patch = merge_patch(status, new_status)
+    if patch:
+        await runtime.kube.patch_custom_status(naming.MAYANODE_PLURAL, namespace, name, patch)
+    await emit_all(runtime, body, events)
+    return jittered(requeue)
+
+
+async def run_facet(facet: Facet, ctx: NodeContext) -> FacetOutcome:
+    """A facet that cannot reach what it needs reports it in its own condition; the others go on."""
+    try:
+        return await facet.reconcile(ctx)
+    except (ApiException, urllib3.exceptions.HTTPError, OSError, aiohttp.ClientError, TimeoutError) as err:
+        message = f"{facet.name}: {type(err).__name__}: {str(err)[:300]}"
+        return FacetOutcome(
+            conditions=[Condition(f"{facet.name}Healthy", "False", "TransientError", message)],
+            requeue_after=15.0,
+        )
 
 
 async def observe_mayanode(runtime: Runtime, namespace: str, spec: MayaNodeSpec) -> MayaNodeObservation:

@@ -1,0 +1,57 @@
+"""Facets: the parts of a MayaNode reconcile that act (IP, mimir, node actions, backups, upgrades…).
+
+The core pass observes the node and computes the observed status. Each facet then runs its own
+observe → plan → apply with that observation, owns distinct top-level status keys and conditions,
+and may ask for an earlier requeue while an operation is under way. One status patch is written
+at the end. Facets run in a fixed order; a facet's failure is reported in its own condition and
+does not stop the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from ..api.models import MayaNodeSpec
+from ..observe.snapshot import MayaNodeObservation
+from ..plan.conditions import Condition
+from ..plan.events import EventSpec
+from .runtime import Runtime
+
+
+@dataclass(frozen=True)
+class NodeContext:
+    runtime: Runtime
+    body: Mapping[str, Any]                 # the MayaNode as read at the start of the pass
+    spec: MayaNodeSpec
+    namespace: str
+    name: str
+    now: datetime
+    observed: MayaNodeObservation
+    previous_status: Mapping[str, Any]      # status as stored before this pass
+    status: Mapping[str, Any]               # the core's new observed status (node, chain, network, …)
+
+    @property
+    def generation(self) -> int | None:
+        return (self.body.get("metadata") or {}).get("generation")
+
+
+@dataclass
+class FacetOutcome:
+    status: dict[str, Any] = field(default_factory=dict)         # owned top-level keys only
+    conditions: list[Condition] = field(default_factory=list)
+    events: list[EventSpec] = field(default_factory=list)
+    requeue_after: float | None = None                           # sooner than the observe interval
+
+
+class Facet(Protocol):
+    name: str
+    owns_status_keys: Sequence[str]
+
+    async def reconcile(self, ctx: NodeContext) -> FacetOutcome: ...
+
+
+# Order matters: replica control first (it may stop the node), upgrades last (they need the rest settled).
+FACETS: list[Facet] = []
