@@ -7,6 +7,7 @@ Calls are synchronous in the client, so they run in worker threads. Answers are 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import socket
 import uuid
@@ -69,6 +70,13 @@ class KubeApi:
         selector = ",".join(f"{key}={value}" for key, value in sorted(match_labels.items()))
         doc = await self._call(self.core.list_namespaced_pod, namespace, label_selector=selector)
         return list(doc.get("items") or [])
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        """A Secret's decoded data, or None when it does not exist. Never log the result."""
+        body = await self._maybe(self.core.read_namespaced_secret, name, namespace)
+        if body is None:
+            return None
+        return {key: base64.b64decode(value) for key, value in (body.get("data") or {}).items()}
 
     async def get_custom(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._maybe(self.custom.get_namespaced_custom_object,

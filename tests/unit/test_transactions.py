@@ -1,0 +1,84 @@
+import json
+
+import pytest
+
+from mayanode_operator.adapters.exec import ExecError, ExecResult
+from mayanode_operator.adapters.transactions import TransactionSender
+from mayanode_operator.adapters.workloads import UnsafeWorkloadChange, check_recreate, check_single_replica
+from mayanode_operator.plan.transactions import TxRequest, classify_tx, tx_command
+
+PASSWORD = "correct horse battery staple"
+
+
+def test_command_carries_no_secret():
+    argv = tx_command(TxRequest("set-ip-address", ("203.0.113.7",)), "mayachain", "mayachain-mainnet-v1")
+    assert argv[:5] == ["mayanode", "tx", "mayachain", "set-ip-address", "203.0.113.7"]
+    assert "--from" in argv and "--keyring-backend" in argv and PASSWORD not in " ".join(argv)
+
+
+def answer(code=0, raw_log="", txhash="ABC"):
+    return json.dumps({"height": "0", "txhash": txhash, "code": code, "raw_log": raw_log}).encode()
+
+
+@pytest.mark.parametrize("exit_code,stdout,stderr,kind", [
+    (0, answer(), b"", "ok"),
+    (1, answer(32, "account sequence mismatch, expected 5, got 4"), b"", "transient"),
+    (1, b"", b"Error: post failed: connection refused", "transient"),
+    (1, answer(4, "unauthorized: not a node account"), b"", "failed"),
+    (1, b"", b"Error: invalid ip address", "failed"),
+    (0, b"not json at all", b"", "failed"),
+    (0, answer(18, "invalid request"), b"", "failed"),
+])
+def test_classify(exit_code, stdout, stderr, kind):
+    assert classify_tx(exit_code, stdout, stderr).kind == kind
+
+
+class ScriptedExec:
+    def __init__(self, *results):
+        self.results = list(results)
+        self.calls = []
+
+    async def run(self, namespace, pod, container, command, stdin=None, timeout=120.0):
+        self.calls.append((command, stdin))
+        result = self.results.pop(0)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+
+async def test_transient_errors_are_retried_then_succeed_and_password_only_on_stdin():
+    port = ScriptedExec(ExecResult(1, answer(32, "account sequence mismatch"), b""),
+                        ExecError("connection lost"), ExecResult(0, answer(), b""))
+    sender = TransactionSender(port, retry_delays=(0, 0))
+    outcome = await sender.send(namespace="n", pod="p", container="mayanode", request=TxRequest("set-version"),
+                                password=PASSWORD, signer_name="mayachain", chain_id="c")
+    assert outcome.ok and len(port.calls) == 3
+    for command, stdin in port.calls:
+        assert stdin == (PASSWORD + "\n").encode() and PASSWORD not in " ".join(command)
+
+
+async def test_a_final_failure_is_not_retried():
+    port = ScriptedExec(ExecResult(1, answer(4, "unauthorized"), b""))
+    sender = TransactionSender(port, retry_delays=(0, 0))
+    outcome = await sender.send(namespace="n", pod="p", container="mayanode", request=TxRequest("set-version"),
+                                password=PASSWORD, signer_name="s", chain_id="c")
+    assert outcome.kind == "failed" and len(port.calls) == 1 and "unauthorized" in outcome.message
+
+
+@pytest.mark.parametrize("replicas,ok", [(0, True), (1, True), (2, False), (-1, False)])
+def test_single_replica_rule(replicas, ok):
+    if ok:
+        check_single_replica(replicas)
+    else:
+        with pytest.raises(UnsafeWorkloadChange):
+            check_single_replica(replicas)
+
+
+@pytest.mark.parametrize("strategy,ok", [({"type": "Recreate"}, True), ({"type": "RollingUpdate"}, False), (None, False)])
+def test_image_changes_only_on_recreate(strategy, ok):
+    body = {"metadata": {"name": "mayanode"}, "spec": {"strategy": strategy} if strategy else {}}
+    if ok:
+        check_recreate(body)
+    else:
+        with pytest.raises(UnsafeWorkloadChange, match="Recreate"):
+            check_recreate(body)
