@@ -172,3 +172,24 @@ def test_ip_column_shows_the_registered_address_when_ip_is_not_managed():
     assert plan.status["externalIP"] == {"address": "203.0.113.5"}
     managed = plan_mayanode_status(replace(INPUTS, manages_external_ip=True), HEALTHY, {}, NOW)
     assert "externalIP" not in managed.status
+
+
+from mayanode_operator.reconcile.facets import active_restore_for  # noqa: E402
+
+
+def restore(name, node, phase=None, created="2026-11-21T10:00:00Z", deleting=False):
+    meta = {"name": name, "creationTimestamp": created, **({"deletionTimestamp": created} if deleting else {})}
+    return {"metadata": meta, "spec": {"nodeRef": {"name": node}}, "status": {"phase": phase} if phase else {}}
+
+
+@pytest.mark.parametrize("restores,expected", [
+    ([], None),
+    ([restore("r1", "other", "Writing")], None),
+    ([restore("r1", "node-a", "Completed"), restore("r2", "node-a", "Failed")], None),
+    ([restore("r1", "node-a", "ScalingDown")], "r1"),
+    ([restore("r1", "node-a")], "r1"),                                    # just created: it will act
+    ([restore("r2", "node-a", "Writing", "2026-11-21T11:00:00Z"), restore("r1", "node-a", "Pending")], "r1"),
+    ([restore("r1", "node-a", deleting=True)], None),                     # deleted before it started
+])
+def test_active_restore_locks_the_workloads(restores, expected):
+    assert active_restore_for("node-a", restores) == expected

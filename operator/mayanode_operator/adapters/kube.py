@@ -82,6 +82,11 @@ class KubeApi:
         return await self._maybe(self.custom.get_namespaced_custom_object,
                                  naming.GROUP, naming.VERSION, namespace, plural, name)
 
+    async def list_custom(self, plural: str, namespace: str) -> list[dict[str, Any]]:
+        doc = await self._call(self.custom.list_namespaced_custom_object,
+                               naming.GROUP, naming.VERSION, namespace, plural)
+        return list(doc.get("items") or [])
+
     # --- writes ----------------------------------------------------------------------------
     async def patch_custom_status(self, plural: str, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         return await self._call(

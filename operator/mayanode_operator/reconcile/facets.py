@@ -32,6 +32,14 @@ class NodeContext:
     observed: MayaNodeObservation
     previous_status: Mapping[str, Any]      # status as stored before this pass
     status: Mapping[str, Any]               # the core's new observed status (node, chain, network, …)
+    active_restore: str | None = None       # a NodeRestore of this node that has not finished
+
+    @property
+    def workloads_locked(self) -> str | None:
+        """Why no facet may change the node's Deployments now (None: they may)."""
+        if self.active_restore:
+            return f"NodeRestore {self.active_restore} is in progress"
+        return None
 
     @property
     def generation(self) -> int | None:
@@ -51,6 +59,18 @@ class Facet(Protocol):
     owns_status_keys: Sequence[str]
 
     async def reconcile(self, ctx: NodeContext) -> FacetOutcome: ...
+
+
+def active_restore_for(node_name: str, restores: Sequence[Mapping[str, Any]]) -> str | None:
+    """The NodeRestore that currently controls this node's workloads, if any."""
+    finished = {"Completed", "Failed"}
+    for restore in sorted(restores, key=lambda r: (r.get("metadata") or {}).get("creationTimestamp") or ""):
+        spec, status = restore.get("spec") or {}, restore.get("status") or {}
+        if (spec.get("nodeRef") or {}).get("name") == node_name and status.get("phase") not in finished:
+            if (restore.get("metadata") or {}).get("deletionTimestamp") and not status.get("phase"):
+                continue
+            return str((restore.get("metadata") or {}).get("name"))
+    return None
 
 
 # Order matters: replica control first (it may stop the node), upgrades last (they need the rest settled).

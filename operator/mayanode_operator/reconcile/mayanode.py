@@ -20,7 +20,7 @@ from ..plan.conditions import Condition, merge_conditions
 from ..plan.events import EventSpec
 from ..plan.mayanode_status import StatusInputs, iso, plan_mayanode_status
 from ..plan.patches import merge_patch
-from .facets import FACETS, Facet, FacetOutcome, NodeContext
+from .facets import FACETS, Facet, FacetOutcome, NodeContext, active_restore_for
 from .queue import jittered
 from .runtime import Runtime
 
@@ -62,8 +62,10 @@ async def reconcile_mayanode(runtime: Runtime, namespace: str, name: str) -> flo
     )
     now = runtime.now()
     plan = plan_mayanode_status(inputs, observed, status, now)
+    restores = await runtime.kube.list_custom(naming.NODERESTORE_PLURAL, namespace)
     ctx = NodeContext(runtime=runtime, body=body, spec=spec, namespace=namespace, name=name, now=now,
-                      observed=observed, previous_status=status, status=plan.status)
+                      observed=observed, previous_status=status, status=plan.status,
+                      active_restore=active_restore_for(name, restores))
     new_status, events, requeue = dict(plan.status), list(plan.events), float(spec.observe.interval_seconds)
     for facet in FACETS:
         outcome = await run_facet(facet, ctx)
