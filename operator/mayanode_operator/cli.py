@@ -28,7 +28,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--peering", help="kopf peering name, for more than one replica")
     run.add_argument("--liveness", dest="liveness_endpoint", help="e.g. http://0.0.0.0:8080/healthz")
     run.set_defaults(handler=cmd_run)
+
+    demo = commands.add_parser("demo", help="the whole story on an emulated cluster: no cluster needed")
+    demo.add_argument("--keep", action="store_true", help="keep the cluster and operator running at the end")
+    demo.add_argument("--workdir", default=".demo", help="where the kubeconfig and logs go (default .demo)")
+    demo.set_defaults(handler=cmd_demo)
     return parser
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo.run import main as demo_main
+
+    return demo_main(args.workdir, args.keep)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
