@@ -45,6 +45,13 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         w.stop()
 
 
+def require(world: World, *capabilities: str) -> None:
+    """Skip a scenario on a world (a real cluster) that cannot do what it needs, saying what."""
+    missing = set(capabilities) - set(world.capabilities)
+    if missing:
+        pytest.skip(f"this cluster cannot provide: {', '.join(sorted(missing))} (see tests/e2e/world.py)")
+
+
 @pytest.fixture(scope="session")
 def operator(world: World, tmp_path_factory: pytest.TempPathFactory):
     proc = OperatorProcess(world.kubeconfig_path, tmp_path_factory.mktemp("operator") / "operator.log").start()
@@ -120,4 +127,4 @@ def dump(body: Any) -> str:
     return json.dumps(body, indent=1, default=str)[:4000]
 
 
-__all__ = ["condition", "dump", "eventually", "mayanode_manifest", "yaml"]
+__all__ = ["condition", "dump", "eventually", "mayanode_manifest", "require", "yaml"]

@@ -11,9 +11,19 @@ from mayanode_operator.sandbox.world import SandboxThread, SeededNode
 T = TypeVar("T")
 
 
+# What a world can do beyond the Kubernetes API itself:
+#   exec     — exec into the node's containers reaches real files (tar, find)
+#   kubelet  — the simulated kubelet runs the pods (image behaviours, LB addresses, instant pods)
+#   volumes  — PVC contents can be read and written directly by the test
+#   images   — a changed image tag starts a "binary" of that version
+#   tx       — `mayanode tx` inside the container reaches the mocknet
+EMULATED = frozenset({"exec", "kubelet", "volumes", "images", "tx"})
+
+
 class World(Protocol):
     kubeconfig_path: Path
     mocknet: Any
+    capabilities: frozenset[str]
 
     def start(self) -> None: ...
     def stop(self) -> None: ...
@@ -23,6 +33,8 @@ class World(Protocol):
 
 class EmulatedWorld:
     """API server, simulated kubelet and mocknet on loopback, in a background thread."""
+
+    capabilities = EMULATED
 
     def __init__(self, workdir: Path, block_interval: float = 0.2) -> None:
         self._thread = SandboxThread(block_interval=block_interval, workdir=workdir)

@@ -8,15 +8,18 @@ marker). Secrets travel only on stdin, never in the command line, which API audi
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass
 from typing import Protocol
 
 from kubernetes import client as k8s
 from kubernetes.stream import stream
-from kubernetes.stream.ws_client import STDERR_CHANNEL, STDOUT_CHANNEL, V5_CHANNEL_PROTOCOL
+from kubernetes.stream.ws_client import ERROR_CHANNEL, STDERR_CHANNEL, STDOUT_CHANNEL, V5_CHANNEL_PROTOCOL
+from websocket import WebSocketConnectionClosedException
 
 MAX_OUTPUT_BYTES = 256 * 1024 * 1024
+CONNECTION_CLOSED = (WebSocketConnectionClosedException, BrokenPipeError, ConnectionResetError)
 STDIN_CHUNK = 64 * 1024
 
 
@@ -76,20 +79,42 @@ class KubernetesExec:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise ExecError(f"exec {command[0]} in {namespace}/{pod} timed out after {timeout:g}s")
-                ws.update(timeout=min(remaining, 1.0))
+                try:
+                    ws.update(timeout=min(remaining, 1.0))
+                except CONNECTION_CLOSED:
+                    break       # the server hung up after its close frame: what it sent is buffered
                 out += ws.read_channel(STDOUT_CHANNEL)
                 err_out += ws.read_channel(STDERR_CHANNEL)
                 if len(out) > MAX_OUTPUT_BYTES:
                     raise ExecError(f"exec {command[0]} in {namespace}/{pod} wrote more than {MAX_OUTPUT_BYTES} bytes")
             out += ws.read_channel(STDOUT_CHANNEL)
             err_out += ws.read_channel(STDERR_CHANNEL)
-            try:
-                code = ws.returncode
-            except (KeyError, IndexError, TypeError, ValueError):
-                raise ExecError(f"exec {command[0]} in {namespace}/{pod} failed: "
-                                f"{ws.read_channel(3)[:300]!r}") from None
+            status = ws.read_channel(ERROR_CHANNEL)
         finally:
-            ws.close()
-        if code is None:
-            raise ExecError(f"exec {command[0]} in {namespace}/{pod}: connection closed without an exit status")
-        return ExecResult(int(code), bytes(out), bytes(err_out))
+            try:
+                ws.close()
+            except CONNECTION_CLOSED:
+                pass
+        code = exit_code_from_status(status, f"exec {command[0]} in {namespace}/{pod}")
+        return ExecResult(code, bytes(out), bytes(err_out))
+
+
+def exit_code_from_status(status: str | bytes, what: str) -> int:
+    """The exit code from the final Status the API server sends on the error channel."""
+    text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
+    if not text.strip():
+        raise ExecError(f"{what}: connection closed without an exit status")
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        raise ExecError(f"{what}: unreadable exit status {text[:200]!r}") from None
+    if doc.get("status") == "Success":
+        return 0
+    causes = (doc.get("details") or {}).get("causes") or []
+    for cause in causes:
+        if cause.get("reason") == "ExitCode":
+            try:
+                return int(cause.get("message"))
+            except (TypeError, ValueError):
+                break
+    raise ExecError(f"{what} failed: {str(doc.get('message') or doc)[:300]}")

@@ -6,16 +6,37 @@ crash-resume tests need.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import threading
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
+
+
+class LoopThread:
+    """An asyncio loop in a daemon thread, for async servers used from synchronous tests."""
+
+    def __init__(self, name: str = "loop") -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+
+    def start(self) -> "LoopThread":
+        self._thread.start()
+        return self
+
+    def call(self, coro: Coroutine[object, object, T], timeout: float = 60.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
 
 
 def eventually(check: Callable[[], T], timeout: float = 30.0, interval: float = 0.1,

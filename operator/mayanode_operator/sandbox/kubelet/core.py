@@ -167,6 +167,7 @@ class SimulatedKubelet:
         lb_delay: float = 0.1,
         lb_pool: str = "203.0.113.0/24",
         resync_interval: float = 5.0,
+        client: kc.KubeClient | None = None,
     ) -> None:
         self.api_url = api_url
         self.mocknet = mocknet
@@ -179,7 +180,7 @@ class SimulatedKubelet:
         self.config_retry = config_retry
         self.lb_delay = lb_delay
         self.resync_interval = resync_interval
-        self.client = kc.KubeClient(api_url)
+        self.client = client or kc.KubeClient(api_url)   # an authenticated client on a real API server
         self.journal: list[tuple[float, str, str, str]] = []  # (time, event, namespace, name)
         self._behaviours: dict[str, ImageBehaviour] = {}
         self._volumes: dict[tuple[str, str], VolumeTree] = {}
