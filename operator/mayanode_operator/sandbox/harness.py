@@ -76,11 +76,16 @@ class OperatorProcess:
                 "--log-format", "json", *self.extra_args]
         for namespace in self.namespaces:
             args += ["--namespace", namespace]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env}
+        # Several operators may run side by side in tests: metrics only when a test asks for a port.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "MAYANODE_OPERATOR_METRICS_PORT": "0", **self.extra_env}
         env.pop("KUBECONFIG", None)
         self._log = open(self.log_path, "ab")
         self._proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         return self
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
 
     @property
     def running(self) -> bool:

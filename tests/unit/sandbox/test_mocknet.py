@@ -513,3 +513,22 @@ async def test_automatic_churn_respects_haltchurning(clock):
         net.set_mimir("HALTCHURNING", 1)
         await net.advance(5)
         assert len(net.vaults) == 1
+
+
+async def test_public_full_node_answers_without_any_process_and_is_no_validator():
+    from mayanode_operator.sandbox.mocknet import Mocknet
+
+    net = Mocknet(block_interval=1000)
+    await net.start()
+    try:
+        await net.advance(2)
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{net.public_rpc_url}/status") as response:
+                status = await response.json()
+            async with session.get(f"{net.public_rpc_url}/block?height=2") as response:
+                block = await response.json()
+        assert status["result"]["sync_info"]["catching_up"] is False
+        assert status["result"]["validator_info"]["address"] == ""
+        assert block["result"]["block"]["header"]["height"] == "2"
+    finally:
+        await net.stop()

@@ -263,9 +263,9 @@ class Handlers:
             content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
             patch_type = PATCH_TYPES.get(content_type)
             if patch_type is None:
-                raise ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - "
-                               f"accepted media types include: application/json-patch+json, "
-                               f"application/merge-patch+json, application/apply-patch+yaml"
+                raise ApiError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - "
+                               "accepted media types include: application/json-patch+json, "
+                               "application/merge-patch+json, application/apply-patch+yaml"
                                + ("" if rt.is_custom else ", application/strategic-merge-patch+json"))
             raw = await request.read()
             existed = patch_type == "apply" and self.store.exists(rt, info.name, ns)

@@ -111,6 +111,10 @@ def builtin_resources() -> list[ResourceType]:
         _builtin("events.k8s.io", "v1", "Event", "events", short_names=("ev",)),
         _builtin("snapshot.storage.k8s.io", "v1", "VolumeSnapshot", "volumesnapshots", short_names=("vs",),
                  status=True, generation=True),
+        _builtin("rbac.authorization.k8s.io", "v1", "Role", "roles"),
+        _builtin("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings"),
+        _builtin("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", False),
+        _builtin("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", False),
         _builtin("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", False,
                  short_names=("crd", "crds"), categories=("api-extensions",), status=True, generation=True),
     ]

@@ -11,6 +11,7 @@ import yaml
 from aiohttp import web
 
 from .exec import ExecHandler
+from .rbac import Denial, RbacGate, UserInfo
 from .handlers import REQUEST_INFO, Handlers, RequestInfo, parse_request_info, request_info
 from .store import Store
 
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 RequestHook = Callable[[web.Request, Callable[[web.Request], Awaitable[web.StreamResponse]]],
                        Awaitable[web.StreamResponse]]
 
-__all__ = ["EmulatedApiServer", "RequestHook", "RequestInfo", "request_info"]
+__all__ = ["EmulatedApiServer", "RequestHook", "RequestInfo", "UserInfo", "request_info"]
 
 MAX_REQUEST_BYTES = 3 * 1024 * 1024          # kube-apiserver's request body limit
 
@@ -46,6 +47,7 @@ class EmulatedApiServer:
         self.store = Store(history_size=history_size)
         self._hooks: list[RequestHook] = []
         self._handlers = Handlers(self)
+        self._rbac: RbacGate | None = None
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
 
@@ -92,20 +94,42 @@ class EmulatedApiServer:
     def remove_request_hook(self, hook: RequestHook) -> None:
         self._hooks.remove(hook)
 
+    def enable_rbac(self, tokens: dict[str, UserInfo | tuple[str, list[str] | tuple[str, ...]]]) -> None:
+        """Authenticate `Authorization: Bearer` tokens as these users and authorize them with the stored RBAC
+        objects, as kube-apiserver does; requests without credentials stay the unrestricted admin."""
+        users = {token: user if isinstance(user, UserInfo) else UserInfo(user[0], tuple(user[1]))
+                 for token, user in tokens.items()}
+        if self._rbac is None:
+            self._rbac = RbacGate(self.store, users)
+        else:
+            self._rbac.tokens.update(users)
+
+    def disable_rbac(self) -> None:
+        self._rbac = None
+
+    @property
+    def rbac_denials(self) -> list[Denial]:
+        """Every request RBAC refused since `enable_rbac`, in order."""
+        return self._rbac.denials if self._rbac is not None else []
+
     @web.middleware
     async def _middleware(self, request: web.Request, handler):    # noqa: ANN001, ANN201
         request[REQUEST_INFO] = parse_request_info(request)
+        if self._rbac is not None:
+            refused = self._rbac.check(request, request[REQUEST_INFO])
+            if refused is not None:
+                return refused
         call = handler
         for hook in reversed(self._hooks):
             call = _bind(hook, call)
         return await call(request)
 
-    def write_kubeconfig(self, path: str | Path, namespace: str = "default") -> Path:
+    def write_kubeconfig(self, path: str | Path, namespace: str = "default", token: str | None = None) -> Path:
         path = Path(path)
         config = {
             "apiVersion": "v1", "kind": "Config", "preferences": {},
             "clusters": [{"name": "sandbox", "cluster": {"server": self.url}}],
-            "users": [{"name": "sandbox", "user": {}}],
+            "users": [{"name": "sandbox", "user": {"token": token} if token else {}}],
             "contexts": [{"name": "sandbox", "context": {"cluster": "sandbox", "user": "sandbox",
                                                           "namespace": namespace}}],
             "current-context": "sandbox",

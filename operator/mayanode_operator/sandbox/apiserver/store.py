@@ -506,7 +506,7 @@ class Store:
             else:
                 new["status"] = status
         elif subresource:
-            raise ApiError(404, "NotFound", f"the server could not find the requested resource")
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
         new["apiVersion"], new["kind"] = rt.api_version, rt.kind
         meta = new.get("metadata")
         if not isinstance(meta, dict):
@@ -869,9 +869,9 @@ class Store:
             version.setdefault("served", True)
         errors = validate_crd(crd)
         if old is not None:
-            for field in ("group", "scope"):
-                if spec.get(field) != old["spec"].get(field):
-                    errors.append(invalid(f"spec.{field}", spec.get(field), "field is immutable"))
+            for key in ("group", "scope"):
+                if spec.get(key) != old["spec"].get(key):
+                    errors.append(invalid(f"spec.{key}", spec.get(key), "field is immutable"))
             if names.get("plural") != old["spec"]["names"].get("plural"):
                 errors.append(invalid("status.storedVersions", names.get("plural"), "must not change"))
         if errors:

@@ -646,6 +646,9 @@ def parse_mayanode_args(argv: list[str]) -> MayanodeArgs:
     rest = list(argv[1:])
     while rest:
         arg = rest.pop(0)
+        if arg == "--":                      # pflag: everything after `--` is positional
+            positionals.extend(rest)
+            break
         if arg.startswith("-") and not _looks_negative_number(arg):
             name, eq, value = arg.partition("=")
             if name in _TX_BOOL_FLAGS:

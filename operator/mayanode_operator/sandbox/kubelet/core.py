@@ -829,7 +829,8 @@ class SimulatedKubelet:
             self._lb_tasks.pop(key, None)
 
     async def _write_lb_status(self, namespace: str, name: str, entry: dict | None) -> None:
-        body = {"status": {"loadBalancer": {"ingress": [entry]} if entry else {}}}
+        # A merge patch: `{}` would leave an earlier ingress in place, so a pending address clears it explicitly.
+        body = {"status": {"loadBalancer": {"ingress": [entry] if entry else None}}}
         try:
             await self.client.patch(kc.SERVICES, name, body, namespace, subresource="status")
         except kc.ApiError as exc:

@@ -180,6 +180,11 @@ class Mocknet:
         """What `http://mayanode.{namespace}:27147` is in the sandbox."""
         return f"{self.url}/ns/{namespace}/rpc"
 
+    @property
+    def public_rpc_url(self) -> str:
+        """A public full node's RPC (not a validator, always up)."""
+        return f"{self.url}/public/rpc"
+
     async def _produce_on_timer(self) -> None:
         while True:
             await asyncio.sleep(self.block_interval)

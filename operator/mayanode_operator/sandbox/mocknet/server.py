@@ -28,7 +28,26 @@ def build_app(net: Mocknet) -> web.Application:
     app = web.Application()
     app.router.add_get("/ns/{namespace}/mayachain/{route:.*}", _namespaced(net, _rest))
     app.router.add_get("/ns/{namespace}/rpc/{route:.*}", _namespaced(net, _rpc))
+    # A public full node outside the cluster (not a validator), always up: what operators point a
+    # restore's double-sign guard at while both the old and the new node are down.
+    app.router.add_get("/public/mayachain/{route:.*}", _public(net, _rest))
+    app.router.add_get("/public/rpc/{route:.*}", _public(net, _rpc))
     return app
+
+
+PUBLIC_NAMESPACE = "public"
+
+
+def _public(net: Mocknet, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def serve(request: web.Request) -> web.StreamResponse:
+        versions = net.network_versions()
+        full_node = NodeProcess(instance_id="public-full-node", namespace=PUBLIC_NAMESPACE, node_address="",
+                                cons_pubkey_b64="", validator_address="",
+                                version=versions.current if versions else "", started_at=float("-inf"),
+                                start_height=0, last_signed_height=0)
+        return await handler(net, request, full_node)
+
+    return serve
 
 
 def _namespaced(net: Mocknet, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
