@@ -1,0 +1,331 @@
+"""File access on a node's volumes through the Kubernetes exec API, the way `kubectl cp` does it.
+
+A session reads and writes one component's home (mayanode or bifrost):
+
+- through the running container when its Deployment has a running pod (`find`, `tar c` to stdout);
+- through a short-lived helper pod that mounts the component's PVC when no pod runs (the Deployment is
+  scaled to 0), node-launcher's recovery approach. The helper stops at once when deleted (its shell traps
+  TERM; grace period 0), carries the labels `maya.nodeops.io/helper=<purpose>` and the owner's labels, and is
+  always deleted when the session ends; `remove_helpers` deletes leftovers of a crashed operator by label.
+
+Writing (`write_files`) streams a tar into `tar -x -p -f - -C <home>` run as root, so modes, owners and
+mtimes are restored as recorded. File contents travel only on the exec streams, never in a command line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import posixpath
+import tarfile
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from ..api import naming
+from ..plan.backup_items import VolumeTarget
+from .exec import ExecError, ExecPort
+from .kube import KubeApi
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HELPER_IMAGE = "busybox:1.36"
+HELPER_MOUNT = "/data"
+HELPER_CONTAINER = "helper"
+# PID 1 shell that ends at once on TERM (a bare `sleep` as PID 1 ignores it), and ends by itself after an hour.
+HELPER_COMMAND = ["sh", "-c", "trap 'exit 0' TERM INT; sleep 3600 & wait"]
+MAX_FILE_SIZE = 16 * 1024 * 1024
+
+
+class VolumeError(Exception):
+    """The volume could not be read or written (no pod, helper did not start, exec failed). Safe message."""
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One regular file of a home (`path` relative to it). `data` never appears in repr."""
+
+    path: str
+    data: bytes = field(repr=False)
+    mode: int = 0o600
+    uid: int = 0
+    gid: int = 0
+    mtime: int = 0
+
+
+@dataclass(frozen=True)
+class DirEntry:
+    path: str
+    mode: int = 0o700
+    uid: int = 0
+    gid: int = 0
+    mtime: int = 0
+
+
+def helper_pod_body(namespace: str, target: VolumeTarget, *, image: str, labels: Mapping[str, str],
+                    owner: Mapping[str, Any] | None = None, purpose: str = "backup") -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "generateName": f"{purpose}-{target.component}-",
+        "namespace": namespace,
+        "labels": {naming.LABEL_HELPER: purpose, naming.LABEL_MANAGED_BY: naming.FIELD_MANAGER,
+                   f"{naming.GROUP}/component": target.component, **labels},
+    }
+    if owner:
+        metadata["ownerReferences"] = [dict(owner)]
+    return {
+        "apiVersion": "v1", "kind": "Pod", "metadata": metadata,
+        "spec": {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 0,
+            "activeDeadlineSeconds": 3600,
+            "automountServiceAccountToken": False,
+            "containers": [{
+                "name": HELPER_CONTAINER, "image": image, "command": list(HELPER_COMMAND),
+                "securityContext": {"runAsUser": 0, "runAsGroup": 0},
+                "volumeMounts": [{"name": "data", "mountPath": HELPER_MOUNT}],
+            }],
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": target.pvc}}],
+        },
+    }
+
+
+def _container_running(pod: Mapping[str, Any], container: str) -> bool:
+    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    if meta.get("deletionTimestamp") or status.get("phase") != "Running":
+        return False
+    for cs in status.get("containerStatuses") or []:
+        if cs.get("name") == container:
+            return bool((cs.get("state") or {}).get("running"))
+    return False
+
+
+def tar_of(files: Sequence[FileEntry], dirs: Sequence[DirEntry] = ()) -> bytes:
+    """An uncompressed tar of `dirs` then `files` with their modes, owners and mtimes (numeric ids only)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for d in sorted(dirs, key=lambda d: d.path):
+            info = tarfile.TarInfo(d.path.rstrip("/"))
+            info.type, info.mode, info.uid, info.gid, info.mtime = tarfile.DIRTYPE, d.mode, d.uid, d.gid, d.mtime
+            info.uname = info.gname = ""
+            tar.addfile(info)
+        for f in files:
+            info = tarfile.TarInfo(f.path)
+            info.size, info.mode, info.uid, info.gid, info.mtime = len(f.data), f.mode, f.uid, f.gid, f.mtime
+            info.uname = info.gname = ""
+            tar.addfile(info, io.BytesIO(f.data))
+    return buffer.getvalue()
+
+
+def files_of_tar(data: bytes) -> dict[str, FileEntry]:
+    """Regular files of a tar stream as the container wrote it; links, devices and directories are skipped."""
+    out: dict[str, FileEntry] = {}
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            for member in tar:
+                if not member.isreg():
+                    continue
+                if member.size > MAX_FILE_SIZE:
+                    raise VolumeError(f"{member.name[:200]} is larger than {MAX_FILE_SIZE} bytes")
+                handle = tar.extractfile(member)
+                content = handle.read() if handle is not None else b""
+                path = posixpath.normpath(member.name).lstrip("/")
+                if path.startswith("../") or path == "..":
+                    continue
+                out[path] = FileEntry(path, content, member.mode & 0o7777, member.uid, member.gid, int(member.mtime))
+    except (tarfile.TarError, EOFError) as err:
+        raise VolumeError(f"the tar stream from the container is unreadable ({type(err).__name__})") from None
+    return out
+
+
+class VolumeSession:
+    """One component's home, reachable through `pod`/`container` at `root`."""
+
+    def __init__(self, exec_port: ExecPort, namespace: str, target: VolumeTarget, pod: str, container: str,
+                 root: str, via: str) -> None:
+        self._exec = exec_port
+        self.namespace = namespace
+        self.target = target
+        self.pod = pod
+        self.container = container
+        self.root = root.rstrip("/") or "/"
+        self.via = via                   # "container" | "helper"
+
+    def describe(self) -> str:
+        return f"{self.target.component} home {self.root} via {self.via} pod {self.pod}"
+
+    async def _run(self, command: list[str], stdin: bytes | None = None, timeout: float = 120.0):
+        try:
+            return await self._exec.run(self.namespace, self.pod, self.container, command, stdin=stdin,
+                                        timeout=timeout)
+        except ExecError as err:
+            raise VolumeError(str(err)) from None
+
+    def _relative(self, shown: str) -> str | None:
+        prefix = self.root + "/"
+        if shown.startswith(prefix):
+            return shown[len(prefix):]
+        return None
+
+    async def list_files(self, starts: Sequence[str] = (), *, globs: Sequence[str] = ()) -> set[str]:
+        """Relative paths of the regular files at or under `starts` (relative paths), and of the top-level
+        files matching `globs`. Start paths that do not exist are simply absent from the answer."""
+        found: set[str] = set()
+        if starts:
+            command = ["find", *(posixpath.join(self.root, s) for s in starts), "-maxdepth", "4", "-type", "f"]
+            result = await self._run(command, timeout=60)
+            found |= self._parse_find(result.stdout, result.exit_code, result.stderr_text())
+        for glob in globs:
+            command = ["find", self.root, "-maxdepth", "1", "-type", "f", "-name", glob]
+            result = await self._run(command, timeout=60)
+            found |= self._parse_find(result.stdout, result.exit_code, result.stderr_text())
+        return found
+
+    def _parse_find(self, stdout: bytes, code: int, stderr: str) -> set[str]:
+        lines = [line for line in stdout.decode("utf-8", "replace").splitlines() if line]
+        if code != 0 and "No such file" not in stderr:
+            raise VolumeError(f"find in {self.describe()} failed (exit {code}): {stderr[:300]}")
+        paths = {self._relative(line) for line in lines}
+        return {p for p in paths if p}
+
+    async def read_files(self, paths: Sequence[str]) -> dict[str, FileEntry]:
+        """The files at `paths` (relative), with mode, owner and mtime, through one `tar c` stream."""
+        if not paths:
+            return {}
+        command = ["tar", "-c", "-f", "-", "-C", self.root, "--", *paths]
+        result = await self._run(command, timeout=120)
+        files = files_of_tar(result.stdout)
+        if result.exit_code != 0 and not files:
+            raise VolumeError(f"tar in {self.describe()} failed (exit {result.exit_code}): {result.stderr_text(300)}")
+        return files
+
+    async def write_files(self, files: Sequence[FileEntry], dirs: Sequence[DirEntry] = ()) -> None:
+        """Write `files` (and create `dirs`) under the home, modes and numeric owners preserved."""
+        if not files and not dirs:
+            return
+        stream = tar_of(files, dirs)
+        result = await self._run(["tar", "-x", "-p", "-f", "-", "-C", self.root], stdin=stream, timeout=120)
+        if result.exit_code != 0:
+            raise VolumeError(f"writing into {self.describe()} failed (exit {result.exit_code}): "
+                              f"{result.stderr_text(300)}")
+
+    async def remove(self, paths: Sequence[str]) -> None:
+        if paths:
+            result = await self._run(["rm", "-f", "--", *(posixpath.join(self.root, p) for p in paths)], timeout=60)
+            if result.exit_code != 0:
+                raise VolumeError(f"rm in {self.describe()} failed: {result.stderr_text(300)}")
+
+
+class NodeVolumes:
+    def __init__(self, kube: KubeApi, exec_port: ExecPort, *, helper_image: str = DEFAULT_HELPER_IMAGE,
+                 helper_timeout: float = 120.0, poll: float = 0.1) -> None:
+        self._kube = kube
+        self._exec = exec_port
+        self.helper_image = helper_image
+        self.helper_timeout = helper_timeout
+        self.poll = poll
+
+    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(fn, *args, _preload_content=False, **kwargs)
+
+    async def running_pod(self, namespace: str, target: VolumeTarget) -> str | None:
+        """A pod of the component's Deployment whose container runs (None: none does)."""
+        deployment = await self._kube.get_deployment(namespace, target.deployment)
+        if deployment is None:
+            return None
+        labels = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        if not labels:
+            return None
+        pods = await self._kube.list_pods(namespace, labels)
+        running = sorted((p for p in pods if _container_running(p, target.container)),
+                         key=lambda p: (p.get("metadata") or {}).get("name") or "")
+        return (running[0].get("metadata") or {}).get("name") if running else None
+
+    @asynccontextmanager
+    async def session(self, namespace: str, target: VolumeTarget, *, mode: str = "auto",
+                      labels: Mapping[str, str] | None = None, owner: Mapping[str, Any] | None = None,
+                      purpose: str = "backup") -> AsyncIterator[VolumeSession]:
+        """`mode`: auto (the running container, else a helper pod), container, or helper."""
+        if mode in ("auto", "container"):
+            pod = await self.running_pod(namespace, target)
+            if pod is not None:
+                yield VolumeSession(self._exec, namespace, target, pod, target.container, target.home, "container")
+                return
+            if mode == "container":
+                raise VolumeError(f"no running pod of deployment {target.deployment} in {namespace}")
+        name = await self._start_helper(namespace, target, labels or {}, owner, purpose)
+        try:
+            yield VolumeSession(self._exec, namespace, target, name, HELPER_CONTAINER, target.helper_root, "helper")
+        finally:
+            await asyncio.shield(self.delete_pod(namespace, name))
+
+    async def _start_helper(self, namespace: str, target: VolumeTarget, labels: Mapping[str, str],
+                            owner: Mapping[str, Any] | None, purpose: str) -> str:
+        body = helper_pod_body(namespace, target, image=self.helper_image, labels=labels, owner=owner,
+                               purpose=purpose)
+        response = await self._call(self._kube.core.create_namespaced_pod, namespace, body)
+        created = json.loads(response.data)
+        name = created["metadata"]["name"]
+        logger.info("helper pod %s/%s started on PVC %s", namespace, name, target.pvc)
+        deadline = time.monotonic() + self.helper_timeout
+        try:
+            while True:
+                pod = await self._get_pod(namespace, name)
+                if pod is None:
+                    raise VolumeError(f"helper pod {name} vanished before it ran")
+                if _container_running(pod, HELPER_CONTAINER):
+                    return name
+                phase = (pod.get("status") or {}).get("phase")
+                if phase in ("Failed", "Succeeded"):
+                    raise VolumeError(f"helper pod {name} ended ({phase}) before it could be used")
+                if time.monotonic() > deadline:
+                    waiting = _waiting_reason(pod)
+                    raise VolumeError(f"helper pod {name} on PVC {target.pvc} did not run within "
+                                      f"{self.helper_timeout:g}s{': ' + waiting if waiting else ''}")
+                await asyncio.sleep(self.poll)
+        except BaseException:
+            await asyncio.shield(self.delete_pod(namespace, name))
+            raise
+
+    async def _get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            response = await self._call(self._kube.core.read_namespaced_pod, name, namespace)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+        return json.loads(response.data)
+
+    async def delete_pod(self, namespace: str, name: str) -> None:
+        try:
+            await self._call(self._kube.core.delete_namespaced_pod, name, namespace, grace_period_seconds=0)
+            logger.info("helper pod %s/%s deleted", namespace, name)
+        except ApiException as err:
+            if err.status != 404:
+                logger.warning("could not delete helper pod %s/%s: HTTP %s", namespace, name, err.status)
+
+    async def remove_helpers(self, namespace: str, selector: Mapping[str, str]) -> list[str]:
+        """Delete helper pods matching `selector` (leftovers of an interrupted run); their names."""
+        pods = await self._kube.list_pods(namespace, dict(selector))
+        names = [str((p.get("metadata") or {}).get("name")) for p in pods
+                 if ((p.get("metadata") or {}).get("labels") or {}).get(naming.LABEL_HELPER)]
+        for name in names:
+            await self.delete_pod(namespace, name)
+        return names
+
+
+def _waiting_reason(pod: Mapping[str, Any]) -> str:
+    status = pod.get("status") or {}
+    for cs in status.get("containerStatuses") or []:
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason"):
+            return str(waiting["reason"])
+    for cond in status.get("conditions") or []:
+        if cond.get("status") == "False" and cond.get("message"):
+            return str(cond["message"])[:200]
+    return ""

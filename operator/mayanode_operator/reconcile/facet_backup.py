@@ -1,0 +1,95 @@
+"""MayaNode facet `backup`: status.backup, BackupFresh, BackupScheduled; creates and prunes policy backups.
+
+observe: this node's NodeBackups, the current vault (from the core's observation), the key shares in the
+running bifrost (`find localstate-*.json`, only with afterChurn) → plan (plan/backup_policy.py) → apply:
+create NodeBackups (deterministic names: a create retried after a crash answers 409 and is not repeated),
+delete pruned ones with their archives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from ..api import naming
+from ..plan.backup_items import volume_targets
+from ..plan.backup_policy import PolicyInputs, VaultView, new_backup_body, plan_policy, summarize
+from ..plan.events import EventSpec
+from ..plan.patches import without_nulls
+from .nodebackup import delete_backup, node_volumes
+
+from .facets import FacetOutcome, NodeContext
+
+logger = logging.getLogger(__name__)
+
+
+def _vault_view(ctx: NodeContext) -> VaultView | None:
+    vault = ctx.observed.api.network.vault
+    account = ctx.observed.api.account
+    if vault is not None:
+        member = (account.secp256k1 in vault.membership) if account and account.secp256k1 else None
+        return VaultView(vault.pub_key, vault.block_height, member)
+    known = ((ctx.previous_status.get("network") or {}).get("vault")) or {}
+    if known.get("pubKey"):
+        return VaultView(str(known["pubKey"]), known.get("height"), None)
+    return None
+
+
+async def observe_key_shares(ctx: NodeContext) -> tuple[str, ...] | None:
+    """The `localstate-*.json` names in the running bifrost (None when bifrost does not run or cannot be asked)."""
+    if ctx.observed.bifrost.ready_replicas < 1:
+        return None
+    from ..adapters.volumes import VolumeError
+
+    target = volume_targets(ctx.spec)[1]
+    volumes = node_volumes(ctx.runtime)
+    try:
+        async with volumes.session(ctx.namespace, target, mode="container") as session:
+            return tuple(sorted(await session.list_files(globs=("localstate-*.json",))))
+    except VolumeError as err:
+        logger.info("key shares of %s/%s not observed: %s", ctx.namespace, ctx.name, err)
+        return None
+
+
+def _belongs(body: Mapping[str, Any], node: str) -> bool:
+    spec = body.get("spec") or {}
+    return (spec.get("nodeRef") or {}).get("name") == node and not (body.get("metadata") or {}).get("deletionTimestamp")
+
+
+class BackupFacet:
+    name = "Backup"
+    owns_status_keys = ("backup",)
+
+    async def reconcile(self, ctx: NodeContext) -> FacetOutcome:
+
+        policy = ctx.spec.backup
+        bodies = [b for b in await ctx.runtime.kube.list_custom(naming.NODEBACKUP_PLURAL, ctx.namespace)
+                  if _belongs(b, ctx.name)]
+        shares = await observe_key_shares(ctx) if policy is not None and policy.after_churn else None
+        plan = plan_policy(PolicyInputs(
+            node=ctx.name, policy=policy, now=ctx.now, previous=ctx.previous_status.get("backup") or {},
+            backups=tuple(summarize(b) for b in bodies), vault=_vault_view(ctx), local_key_shares=shares,
+            workloads_locked=ctx.workloads_locked,
+        ))
+        events = list(plan.events)
+        for new in plan.create:
+            body = new_backup_body(ctx.namespace, ctx.name, policy, new)
+            try:
+                await asyncio.to_thread(ctx.runtime.kube.custom.create_namespaced_custom_object, naming.GROUP,
+                                        naming.VERSION, ctx.namespace, naming.NODEBACKUP_PLURAL, body,
+                                        _preload_content=False)
+                events.append(EventSpec("Normal", "BackupCreated", f"created NodeBackup {new.name} ({new.reason}: "
+                                                                   f"{new.detail})"))
+            except ApiException as err:
+                if err.status != 409:
+                    raise
+        by_name = {str((b.get("metadata") or {}).get("name")): b for b in bodies}
+        for name, _why in plan.delete:
+            if name in by_name:
+                await delete_backup(ctx.runtime, by_name[name])
+        status = {"backup": without_nulls(plan.status)} if plan.status is not None else {}
+        return FacetOutcome(status=status, conditions=plan.conditions, events=events, requeue_after=plan.requeue)
