@@ -1,0 +1,1067 @@
+"""NodeRestore: load → decide (plan/restore.py) → run steps until one must wait → status. Sequencing only.
+
+Each step records its start in status before it acts and its completion before the next begins (`Ctx.save`),
+so a restarted operator resumes at the first step without `completedAt`. Steps that must happen once (scaling
+down, the Secret swap, stopping the old node, set-ip-address) are recorded before they act and look at the world
+before acting again on resume. Decisions (which step, the guard, the high-water mark, the lock) are pure functions
+in plan/restore*.py; this module does the I/O around them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import posixpath
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+import urllib3
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from .. import chainkeys, metrics
+from ..adapters.exec import ExecError, ExecPort, KubernetesExec
+from ..adapters.keylock import KeyLocks, LockConflict
+from ..adapters.transactions import NodeSigner
+from ..adapters.volumes import HELPER_CONTAINER, DirEntry, FileEntry, VolumeError, VolumeSession, helper_pod_body
+from ..adapters.workloads import UnsafeWorkloadChange, Workloads
+from ..api import naming
+from ..api.mayanode import HaltAction, MayaNodeSpec
+from ..api.restore import NodeRestoreSpec
+from ..backup import BackupError, BackupItem
+from ..backup.stores import StoreError, StoreReason
+from ..observe.nodeapi import EndpointFailure, NodeApi, fetch_json, parse_rpc_status
+from ..plan import restore as plan
+from ..plan import restore_guard as guard
+from ..plan.backup_items import BIFROST, KEY_SHARE_GLOB, MAYANODE, SIGN_STATE_PATH, VolumeTarget, volume_targets
+from ..plan.conditions import merge_conditions
+from ..plan.events import EventSpec
+from ..plan.halt_policy import blocking_halt, waiting_message
+from ..plan.patches import merge_patch
+from ..plan.restore_files import (
+    SecretRef,
+    check_backup,
+    classify_key_shares,
+    write_plan,
+)
+from ..plan.transactions import TxRequest
+from .node_tx import kubernetes_transactions
+from .nodebackup import describe_validation_error, load_backup, read_identity
+from .runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+TRANSIENT = (ApiException, urllib3.exceptions.HTTPError, OSError, aiohttp.ClientError, TimeoutError, LockConflict,
+             EndpointFailure)
+LABEL_RESTORE = f"{naming.GROUP}/restore"
+MAX_STEPS_PER_PASS = 32
+
+
+class StepFailed(Exception):
+    """The step cannot succeed: fail the restore with this reason (a CamelCase word) and message."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class Wait(Exception):
+    """The step waits for the world: save `status` (progress) and come back after `delay` seconds."""
+
+    def __init__(self, delay: float, status: dict[str, Any] | None = None) -> None:
+        super().__init__("wait")
+        self.delay = delay
+        self.status = status
+
+
+@dataclass
+class Ctx:
+    runtime: Runtime
+    body: dict[str, Any]
+    namespace: str
+    name: str
+    spec: NodeRestoreSpec | None
+    node_body: dict[str, Any] | None
+    node_spec: MayaNodeSpec | None
+    status: dict[str, Any]
+    generation: int | None
+    announce: bool
+    exec_port: ExecPort
+    _backup: tuple[Any, list[BackupItem]] | None = field(default=None, repr=False)
+
+    @property
+    def now(self) -> datetime:
+        return self.runtime.now()
+
+    @property
+    def node_name(self) -> str:
+        return self.spec.node_ref.name if self.spec else str(((self.body.get("spec") or {}).get("nodeRef") or {})
+                                                               .get("name") or "")
+
+    @property
+    def target_key(self) -> str:
+        return f"{self.namespace}/{self.node_name}"
+
+    @property
+    def old_key(self) -> str | None:
+        old = self.spec.double_sign_guard.old_node if self.spec else None
+        return f"{old.namespace or self.namespace}/{old.name}" if old else None
+
+    @property
+    def spec_node_name(self) -> str:
+        return str(((self.body.get("spec") or {}).get("nodeRef") or {}).get("name") or "")
+
+    @property
+    def poll(self) -> float:
+        return float(getattr(self.runtime.config, "restore_poll_seconds", 0.25))
+
+    @property
+    def owner_reference(self) -> dict[str, Any]:
+        meta = self.body.get("metadata") or {}
+        return {"apiVersion": naming.API_VERSION, "kind": naming.NODERESTORE_KIND, "name": self.name,
+                "uid": meta.get("uid"), "controller": True, "blockOwnerDeletion": False}
+
+    async def save(self, new: Mapping[str, Any], events: Sequence[EventSpec | None] = ()) -> None:
+        """Write the difference between what is stored and `new` (with its conditions), then the events."""
+        new = dict(new)
+        new["observedGeneration"] = self.generation
+        new["conditions"] = merge_conditions(self.status.get("conditions"), plan.conditions_for(new),
+                                             now=plan.iso(self.now), generation=self.generation)
+        patch = merge_patch(self.status, new)
+        if patch:
+            await self.runtime.kube.patch_custom_status(naming.NODERESTORE_PLURAL, self.namespace, self.name, patch)
+            if new.get("phase") in ("Completed", "Failed") and self.status.get("phase") != new.get("phase"):
+                metrics.observe_restore(self.namespace, self.spec_node_name, outcome=str(new["phase"]),
+                                        downtime_seconds=new.get("downtimeSeconds"))
+        self.status = {k: v for k, v in new.items() if v is not None}
+        for event in events:
+            if event is None:
+                continue
+            try:
+                await self.runtime.kube.emit_event(self.body, event)
+            except TRANSIENT as err:
+                logger.warning("could not emit event %s: %s", event.reason, type(err).__name__)
+
+
+# --------------------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------------------
+async def load(runtime: Runtime, namespace: str, name: str) -> tuple[Ctx, plan.RestoreInputs] | None:
+    body = await runtime.kube.get_custom(naming.NODERESTORE_PLURAL, namespace, name)
+    if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+        return None
+    status = dict(body.get("status") or {})
+    spec, spec_error = None, None
+    try:
+        spec = NodeRestoreSpec.model_validate(body.get("spec") or {})
+    except ValidationError as err:
+        spec_error = describe_validation_error(err)
+    node_body = node_spec = None
+    if spec is not None:
+        node_body = await runtime.kube.get_custom(naming.MAYANODE_PLURAL, namespace, spec.node_ref.name)
+        if node_body is not None:
+            try:
+                node_spec = MayaNodeSpec.model_validate(node_body.get("spec") or {})
+            except ValidationError as err:
+                spec_error = f"MayaNode {spec.node_ref.name}: {describe_validation_error(err)}"
+                spec = None
+    announce = False
+    halt_text = None
+    if spec is not None and node_spec is not None:
+        announce = spec.announce_ip if spec.announce_ip is not None else bool(
+            node_spec.external_ip and node_spec.external_ip.announce)
+        halts = (((node_body or {}).get("status") or {}).get("network") or {}).get("halts") or ()
+        halt = blocking_halt(node_spec.halt_policy, HaltAction.RESTORE, halts, force=spec.force)
+        halt_text = waiting_message(HaltAction.RESTORE, halt) + " (or set spec.force: true)" if halt else None
+    generation = (body.get("metadata") or {}).get("generation")
+    ctx = Ctx(runtime, body, namespace, name, spec, node_body, node_spec, status, generation, announce,
+              KubernetesExec(runtime.kube.api_client))
+    inputs = plan.RestoreInputs(spec=spec, status=status, generation=generation, now=runtime.now(),
+                                announce=announce, halt=halt_text, node_found=node_body is not None,
+                                spec_error=spec_error)
+    return ctx, inputs
+
+
+async def reconcile_noderestore(runtime: Runtime, namespace: str, name: str) -> float | None:
+    """Run steps until one waits; returns seconds until the next pass (None: finished or gone)."""
+    loaded = await load(runtime, namespace, name)
+    if loaded is None:
+        return None
+    ctx, inputs = loaded
+    for _ in range(MAX_STEPS_PER_PASS):
+        decision = plan.decide(inputs)
+        log = logger.debug if decision.resume or decision.action == plan.Action.IDLE else logger.info
+        log("NodeRestore %s/%s: %s %s", namespace, name, decision.action.value, decision.step or "")
+        try:
+            delay = await run_decision(ctx, decision)
+        except Wait as wait:
+            if wait.status is not None:
+                await ctx.save(wait.status)
+            return wait.delay
+        except StepFailed as err:
+            await fail(ctx, decision.step or plan.VERIFY, err.reason, err.message)
+            return None
+        except _Handled:
+            return None
+        except (VolumeError, ExecError) as err:
+            await note_transient(ctx, decision.step, str(err))
+            return max(ctx.poll * 8, 2.0)
+        except BackupError as err:       # store, archive or crypto: the backup cannot be used as it is
+            if isinstance(err, StoreError) and err.reason == StoreReason.UNREACHABLE:
+                await note_transient(ctx, decision.step, err.message)
+                return 5.0
+            await fail(ctx, decision.step or plan.VERIFY, str(err.reason), err.message)
+            return None
+        except UnsafeWorkloadChange as err:
+            await fail(ctx, decision.step or plan.VERIFY, "UnsafeWorkloadChange", str(err))
+            return None
+        except TRANSIENT as err:
+            await note_transient(ctx, decision.step, f"{type(err).__name__}: {str(err)[:300]}")
+            return max(ctx.poll * 8, 2.0)
+        if delay is not None:
+            return delay
+        if ctx.status.get("phase") in plan.FINISHED:
+            runtime.queue.add((naming.MAYANODE_PLURAL, namespace, ctx.node_name))
+            return None
+        inputs = plan.RestoreInputs(spec=ctx.spec, status=ctx.status, generation=ctx.generation, now=runtime.now(),
+                                    announce=ctx.announce, halt=inputs.halt, node_found=inputs.node_found,
+                                    spec_error=inputs.spec_error)
+    return ctx.poll
+
+
+async def note_transient(ctx: Ctx, step: str | None, message: str) -> None:
+    logger.warning("NodeRestore %s/%s: %s will be retried: %s", ctx.namespace, ctx.name, step, message)
+    if step in plan.PHASE_OF:
+        await ctx.save(plan.progress(ctx.status, step, ctx.now, f"retrying: {message[:300]}"))
+
+
+async def fail(ctx: Ctx, step: str, reason: str, message: str, **extra: Any) -> None:
+    node_down = plan.node_is_down(ctx.status) or step in (plan.SCALE_DOWN,)
+    spec = ctx.node_spec
+    deployments = (spec.mayanode.deployment, spec.bifrost.deployment) if spec else ("mayanode", "bifrost")
+    action = plan.next_action(step, namespace=ctx.namespace, restore=ctx.name, node=ctx.node_name, spec=ctx.spec,
+                              node_down=node_down, cons_pub_key=(ctx.status.get("guard") or {}).get("consensusPubKey"),
+                              deployments=deployments, reason=reason)
+    new = plan.failed(ctx.status, step, ctx.now, reason, message, action, ctx.generation, **extra)
+    await ctx.save(new, [plan.failure_event(new)])
+    ctx.runtime.queue.add((naming.MAYANODE_PLURAL, ctx.namespace, ctx.node_name))
+
+
+async def run_decision(ctx: Ctx, decision: plan.Decision) -> float | None:
+    if decision.action == plan.Action.IDLE:
+        return None
+    if decision.action == plan.Action.ACCEPT:
+        await ctx.save(plan.accepted(ctx.status, ctx.now, ctx.generation,
+                                     f"restoring NodeBackup {backup_key(ctx)} onto MayaNode {ctx.target_key}"),
+                       [EventSpec("Normal", "RestoreAccepted",
+                                  f"restoring NodeBackup {backup_key(ctx)} onto MayaNode {ctx.target_key}; the backup "
+                                  f"is verified before anything is touched")])
+        ctx.runtime.queue.add((naming.MAYANODE_PLURAL, ctx.namespace, ctx.node_name))
+        return None
+    if decision.action == plan.Action.WAIT_HALT:
+        if ctx.status.get("message") != decision.message:
+            await ctx.save(plan.waiting(ctx.status, decision.message, ctx.generation),
+                           [EventSpec("Normal", "WaitingForHalt", decision.message)])
+        return 15.0
+    if decision.action == plan.Action.FAIL:
+        await fail(ctx, decision.step or plan.VERIFY, decision.reason, decision.message)
+        return None
+    if decision.action == plan.Action.REARM:
+        await ctx.save(plan.rearmed(ctx.status, ctx.now, ctx.generation),
+                       [EventSpec("Normal", "RestoreResumed", decision.message)])
+        return None
+    if decision.action == plan.Action.COMPLETE:
+        await ctx.save(plan.completed(ctx.status, ctx.now, ctx.generation),
+                       [EventSpec("Normal", "RestoreCompleted", f"MayaNode {ctx.target_key} runs the restored identity"
+                                  + _downtime_text(ctx.status))])
+        return None
+    assert decision.step is not None
+    await STEPS[decision.step](ctx, decision.resume)
+    return None
+
+
+def _downtime_text(status: Mapping[str, Any]) -> str:
+    down = status.get("downtimeSeconds")
+    return f" (down {down:.2f}s)" if isinstance(down, (int, float)) else ""
+
+
+def backup_key(ctx: Ctx) -> str:
+    assert ctx.spec is not None
+    return f"{ctx.spec.backup_ref.resolved_namespace(ctx.namespace)}/{ctx.spec.backup_ref.name}"
+
+
+async def complete(ctx: Ctx, step: str, message: str, **extra: Any) -> None:
+    await ctx.save(plan.complete(ctx.status, step, ctx.now, message, **extra), [plan.step_done_event(step, message)])
+
+
+async def begin(ctx: Ctx, step: str, message: str, **extra: Any) -> None:
+    """Record that a once-only step starts, before it acts (no-op when it was already recorded)."""
+    if plan.step_record(ctx.status, step) is None:
+        await ctx.save(plan.begin(ctx.status, step, ctx.now, message, **extra), [plan.step_start_event(step, message)])
+
+
+def waiting(ctx: Ctx, step: str, message: str, delay: float | None = None, **extra: Any) -> Wait:
+    record = plan.step_record(ctx.status, step) or {}
+    if record.get("message") == message and not extra:
+        return Wait(delay or ctx.poll)
+    return Wait(delay or ctx.poll, plan.progress(ctx.status, step, ctx.now, message, **extra))
+
+
+# --------------------------------------------------------------------------------------------------
+# The backup
+# --------------------------------------------------------------------------------------------------
+async def get_backup_body(ctx: Ctx) -> dict[str, Any]:
+    assert ctx.spec is not None
+    ref = ctx.spec.backup_ref
+    namespace = ref.resolved_namespace(ctx.namespace)
+    body = await ctx.runtime.kube.get_custom(naming.NODEBACKUP_PLURAL, namespace, ref.name)
+    if body is None:
+        raise StepFailed("BackupNotFound", f"NodeBackup {namespace}/{ref.name} does not exist")
+    if namespace != ctx.namespace:
+        allowed = (body.get("spec") or {}).get("restoreNamespaces") or []
+        if ctx.namespace not in allowed:
+            raise StepFailed("CrossNamespaceRefused",
+                             f"NodeBackup {namespace}/{ref.name} does not list namespace {ctx.namespace} in "
+                             f"spec.restoreNamespaces")
+    return body
+
+
+async def backup_location(ctx: Ctx, body: Mapping[str, Any]) -> Mapping[str, Any]:
+    spec = body.get("spec") or {}
+    namespace = str((body.get("metadata") or {}).get("namespace"))
+    location = spec.get("location")
+    if location is None:
+        node = await ctx.runtime.kube.get_custom(naming.MAYANODE_PLURAL, namespace,
+                                                 str((spec.get("nodeRef") or {}).get("name")))
+        location = (((node or {}).get("spec") or {}).get("backup") or {}).get("location")
+    if location is None:
+        raise StepFailed("NoBackupLocation", "the NodeBackup has no location and its MayaNode has no spec.backup")
+    return location
+
+
+async def open_backup(ctx: Ctx) -> tuple[Any, list[BackupItem]]:
+    """The decrypted backup (once per pass): fetched, digest-checked and decrypted with the location's identity."""
+    if ctx._backup is not None:
+        return ctx._backup
+    body = await get_backup_body(ctx)
+    status = body.get("status") or {}
+    phase = status.get("phase")
+    recorded = (ctx.status.get("backup") or {}).get("sha256")
+    archive_sha = (status.get("archive") or {}).get("sha256")
+    if recorded and archive_sha != recorded:
+        raise StepFailed("BackupChanged", f"the NodeBackup's archive is no longer the one verified ({recorded})")
+    if phase not in ("Completed", "PartiallyFailed"):
+        if phase == "Failed":
+            raise StepFailed("BackupFailed", f"NodeBackup {backup_key(ctx)} failed: {status.get('message') or ''}")
+        raise Wait(max(ctx.poll * 4, 1.0), plan.progress(ctx.status, plan.VERIFY, ctx.now,
+                                                         f"waiting for NodeBackup {backup_key(ctx)} to complete "
+                                                         f"(phase {phase or 'New'})"))
+    verified = next((c for c in status.get("conditions") or () if c.get("type") == "Verified"), None)
+    if verified is not None and verified.get("status") == "False":
+        raise StepFailed("BackupNotVerified",
+                         f"NodeBackup {backup_key(ctx)} failed its own verification: {verified.get('message')}")
+    location = await backup_location(ctx, body)
+    namespace = str((body.get("metadata") or {}).get("namespace"))
+    identity = await read_identity(ctx.runtime, location, namespace)
+    if identity is None:
+        ref = ((location.get("encryption") or {}).get("identitySecret")) or {}
+        raise StepFailed("IdentityNotFound",
+                         f"the backup location's identity Secret {namespace}/{ref.get('name') or '(not set)'} does not "
+                         f"exist or is empty: the archive cannot be decrypted")
+    manifest, items = await load_backup(ctx.runtime, body, identity)
+    ctx._backup = (manifest, items)
+    return ctx._backup
+
+
+def secret_refs(ctx: Ctx) -> dict[str, Any]:
+    assert ctx.node_spec is not None
+    s = ctx.node_spec.secrets
+    return {"mnemonic": SecretRef(s.mnemonic.name, s.mnemonic.key), "password": SecretRef(s.password.name,
+                                                                                         s.password.key),
+            "default_mnemonic": naming.DEFAULT_MNEMONIC_SECRET, "default_password": naming.DEFAULT_PASSWORD_SECRET}
+
+
+# --------------------------------------------------------------------------------------------------
+# Chain sources (an RPC that answers while this node is down)
+# --------------------------------------------------------------------------------------------------
+async def list_mayanodes(ctx: Ctx) -> list[dict[str, Any]]:
+    from .facet_replicas import list_all_mayanodes
+    return await list_all_mayanodes(ctx.runtime)
+
+
+def node_key(body: Mapping[str, Any]) -> str:
+    meta = body.get("metadata") or {}
+    return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
+def rpc_candidates(ctx: Ctx, nodes: Sequence[Mapping[str, Any]]) -> list[str]:
+    assert ctx.spec is not None and ctx.node_spec is not None
+    urls = [str(u) for u in ctx.spec.double_sign_guard.rpc] + list(getattr(ctx.runtime.config, "guard_rpc", []) or [])
+    preferred = (ctx.status.get("guard") or {}).get("rpc")
+    for body in sorted(nodes, key=node_key):
+        key = node_key(body)
+        if key in (ctx.target_key, ctx.old_key):
+            continue
+        try:
+            spec = MayaNodeSpec.model_validate(body.get("spec") or {})
+        except ValidationError:
+            continue
+        if spec.network != ctx.node_spec.network or spec.effective_chain_id() != ctx.node_spec.effective_chain_id():
+            continue
+        if spec.suspend:
+            continue
+        urls.append(spec.rpc_url(str((body.get("metadata") or {}).get("namespace"))))
+    ordered = ([preferred] if preferred in urls else []) + urls
+    return list(dict.fromkeys(u.rstrip("/") for u in ordered))
+
+
+@dataclass(frozen=True)
+class ChainSource:
+    url: str
+    tip: int
+
+
+async def chain_source(ctx: Ctx, nodes: Sequence[Mapping[str, Any]] | None = None) -> ChainSource | None:
+    """The first candidate RPC that answers and is not catching up."""
+    if nodes is None:
+        nodes = await list_mayanodes(ctx)
+    timeout = float(ctx.node_spec.api.timeout_seconds) if ctx.node_spec else 5.0
+    for url in rpc_candidates(ctx, nodes):
+        try:
+            status = parse_rpc_status(await fetch_json(ctx.runtime.http, f"{url}/status", timeout))
+        except EndpointFailure:
+            continue
+        if not status.catching_up:
+            return ChainSource(url, status.height)
+    return None
+
+
+async def read_signatures(ctx: Ctx, source: ChainSource, heights: Sequence[int]) -> dict[int, tuple[str, ...] | None]:
+    timeout = float(ctx.node_spec.api.timeout_seconds) if ctx.node_spec else 5.0
+    api = NodeApi(ctx.runtime.http, "", source.url, timeout)
+
+    async def one(height: int) -> tuple[int, tuple[str, ...] | None]:
+        try:
+            return height, await api.signatures_at(height)
+        except EndpointFailure:
+            return height, None
+    return dict(await asyncio.gather(*(one(h) for h in heights)))
+
+
+def guard_status(ctx: Ctx, **changes: Any) -> dict[str, Any]:
+    return {**(ctx.status.get("guard") or {}), **changes}
+
+
+# --------------------------------------------------------------------------------------------------
+# Helper pods on the PVCs (kept between steps: the mayanode helper of WriteFiles also writes the sign state after
+# the guard, so no helper has to start while the node is down and the old one stopped)
+# --------------------------------------------------------------------------------------------------
+def helper_labels(ctx: Ctx) -> dict[str, str]:
+    return {LABEL_RESTORE: ctx.name, naming.LABEL_NODE: ctx.node_name}
+
+
+def _running(pod: Mapping[str, Any]) -> bool:
+    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    if meta.get("deletionTimestamp") or status.get("phase") != "Running":
+        return False
+    return any(cs.get("name") == HELPER_CONTAINER and (cs.get("state") or {}).get("running")
+               for cs in status.get("containerStatuses") or [])
+
+
+async def helper(ctx: Ctx, namespace: str, target: VolumeTarget, *, timeout: float = 120.0) -> str:
+    """A running helper pod of this restore on `target`'s PVC: the one already there, or a new one."""
+    kube = ctx.runtime.kube
+    selector = {LABEL_RESTORE: ctx.name, f"{naming.GROUP}/component": target.component}
+    for pod in await kube.list_pods(namespace, selector):
+        if ((pod.get("spec") or {}).get("volumes") or [{}])[0].get("persistentVolumeClaim", {}).get("claimName") \
+                != target.pvc:
+            continue
+        if _running(pod):
+            return str(pod["metadata"]["name"])
+    image = getattr(ctx.runtime.config, "helper_image", None) or "busybox:1.36"
+    owner = ctx.owner_reference if namespace == ctx.namespace else None
+    body = helper_pod_body(namespace, target, image=image, labels=helper_labels(ctx), owner=owner, purpose="restore")
+    response = await asyncio.to_thread(kube.core.create_namespaced_pod, namespace, body, _preload_content=False)
+    name = json.loads(response.data)["metadata"]["name"]
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            raw = await asyncio.to_thread(kube.core.read_namespaced_pod, name, namespace, _preload_content=False)
+        except ApiException as err:
+            if err.status == 404:
+                raise VolumeError(f"helper pod {namespace}/{name} vanished before it ran") from None
+            raise
+        pod = json.loads(raw.data)
+        if _running(pod):
+            return name
+        if (pod.get("status") or {}).get("phase") in ("Failed", "Succeeded") or time.monotonic() > deadline:
+            await delete_pod(ctx, namespace, name)
+            raise VolumeError(f"helper pod {namespace}/{name} on PVC {target.pvc} did not run")
+        await asyncio.sleep(0.05)
+
+
+async def delete_pod(ctx: Ctx, namespace: str, name: str) -> None:
+    try:
+        await asyncio.to_thread(ctx.runtime.kube.core.delete_namespaced_pod, name, namespace, grace_period_seconds=0,
+                                _preload_content=False)
+    except ApiException as err:
+        if err.status != 404:
+            raise
+
+
+async def remove_helpers(ctx: Ctx, namespace: str, component: str | None = None) -> int:
+    """Delete this restore's helper pods (of one component); how many are left (terminating included)."""
+    selector = {LABEL_RESTORE: ctx.name}
+    if component:
+        selector[f"{naming.GROUP}/component"] = component
+    pods = await ctx.runtime.kube.list_pods(namespace, selector)
+    for pod in pods:
+        if not (pod.get("metadata") or {}).get("deletionTimestamp"):
+            await delete_pod(ctx, namespace, str(pod["metadata"]["name"]))
+    return len(pods)
+
+
+class PvcFiles:
+    """A component's PVC through a helper pod, rooted at the PVC (the home may not exist yet on a wiped volume)."""
+
+    def __init__(self, ctx: Ctx, namespace: str, target: VolumeTarget, pod: str) -> None:
+        self.ctx, self.namespace, self.target, self.pod = ctx, namespace, target, pod
+        self.session = VolumeSession(ctx.exec_port, namespace, target, pod, HELPER_CONTAINER, "/data", "helper")
+        self.home = target.sub_path.strip("/")
+
+    def path(self, relative: str) -> str:
+        return posixpath.join(self.home, relative) if self.home else relative
+
+    async def dirs(self) -> set[str]:
+        result = await self.ctx.exec_port.run(self.namespace, self.pod, HELPER_CONTAINER,
+                                              ["find", "/data", "-maxdepth", "6", "-type", "d"], timeout=60)
+        return {line[len("/data/"):] for line in result.stdout.decode("utf-8", "replace").splitlines()
+                if line.startswith("/data/")}
+
+    async def read(self, relatives: Sequence[str]) -> dict[str, FileEntry]:
+        """The files that exist among `relatives` (absent ones are simply not in the answer)."""
+        present = await self.session.list_files([self.path(r) for r in relatives])
+        wanted = [self.path(r) for r in relatives if self.path(r) in present]
+        files = await self.session.read_files(wanted) if wanted else {}
+        prefix = (self.home + "/") if self.home else ""
+        return {p[len(prefix):]: f for p, f in files.items() if p.startswith(prefix)}
+
+    async def exists(self, relative: str) -> bool:
+        found = await self.session.list_files([self.path(relative)])
+        return self.path(relative) in found
+
+    async def top_level(self, glob: str) -> set[str]:
+        root = posixpath.join("/data", self.home) if self.home else "/data"
+        result = await self.ctx.exec_port.run(self.namespace, self.pod, HELPER_CONTAINER,
+                                              ["find", root, "-maxdepth", "1", "-type", "f", "-name", glob], timeout=60)
+        return {posixpath.basename(line) for line in result.stdout.decode("utf-8", "replace").splitlines() if line}
+
+    async def write(self, files: Sequence[FileEntry], parents: Sequence[str]) -> None:
+        """Write `files` (paths relative to the home), creating the missing parent directories (0700)."""
+        existing = await self.dirs()
+        needed = ([self.home] if self.home else []) + [self.path(p) for p in parents]
+        missing = [DirEntry(d, 0o700) for d in needed if d and d not in existing]
+        await self.session.write_files([FileEntry(self.path(f.path), f.data, f.mode, f.uid, f.gid, f.mtime)
+                                        for f in files], missing)
+
+    async def remove(self, relatives: Sequence[str]) -> None:
+        await self.session.remove([self.path(r) for r in relatives])
+
+
+def targets(spec: MayaNodeSpec) -> dict[str, VolumeTarget]:
+    mayanode, bifrost = volume_targets(spec)
+    return {MAYANODE: mayanode, BIFROST: bifrost}
+
+
+# --------------------------------------------------------------------------------------------------
+# Workloads
+# --------------------------------------------------------------------------------------------------
+async def pods_of(ctx: Ctx, namespace: str, spec: MayaNodeSpec) -> list[str]:
+    workloads = Workloads(ctx.runtime.kube)
+    names = []
+    for deployment in (spec.mayanode.deployment, spec.bifrost.deployment):
+        names += [str(p["metadata"]["name"]) for p in await workloads.running_pods(namespace, deployment)]
+    return names
+
+
+async def scale_to_zero(ctx: Ctx, namespace: str, spec: MayaNodeSpec) -> None:
+    workloads = Workloads(ctx.runtime.kube)
+    for deployment in (spec.mayanode.deployment, spec.bifrost.deployment):
+        body = await ctx.runtime.kube.get_deployment(namespace, deployment)
+        if body is not None and int((body.get("spec") or {}).get("replicas", 1)) != 0:
+            await workloads.scale(namespace, deployment, 0)
+
+
+async def ensure_target_down(ctx: Ctx, step: str) -> None:
+    """Files are written only while no pod of the node exists: a pod that came back is scaled away first."""
+    assert ctx.node_spec is not None
+    pods = await pods_of(ctx, ctx.namespace, ctx.node_spec)
+    if pods:
+        await scale_to_zero(ctx, ctx.namespace, ctx.node_spec)
+        raise waiting(ctx, step, f"pods {', '.join(sorted(pods))} run again: scaled back to 0, waiting before writing")
+
+
+# --------------------------------------------------------------------------------------------------
+# Steps
+# --------------------------------------------------------------------------------------------------
+async def step_verify(ctx: Ctx, resume: bool) -> None:
+    assert ctx.spec is not None and ctx.node_spec is not None
+    if not resume:
+        await ctx.save(plan.begin(ctx.status, plan.VERIFY, ctx.now, f"verifying NodeBackup {backup_key(ctx)}"))
+    manifest, items = await open_backup(ctx)
+    refs = secret_refs(ctx)
+    check = check_backup(items, manifest.meta, target_node_address=ctx.node_spec.node_address,
+                         restore_secrets=ctx.spec.restore_secrets, **refs)
+    if not check.ok or check.facts is None:
+        raise StepFailed(check.reason, check.message)
+    facts = check.facts
+    acknowledged = ctx.spec.double_sign_guard.old_node_destroyed
+    source = None
+    if not (acknowledged and acknowledged.acknowledged):
+        source = await chain_source(ctx)
+        if source is None:
+            raise StepFailed("NoChainSource",
+                             "no RPC endpoint of another node answers, so the old key could not be proven silent while "
+                             "this node is down: list one in spec.doubleSignGuard.rpc (or run the operator with "
+                             "--guard-rpc), or acknowledge the old node destroyed")
+    sha = (((await get_backup_body(ctx)).get("status") or {}).get("archive") or {}).get("sha256")
+    state = facts.sign_state
+    backup = {"name": ctx.spec.backup_ref.name, "namespace": ctx.spec.backup_ref.resolved_namespace(ctx.namespace),
+              "sha256": sha, "nodeAddress": facts.node_address, "consensusPubKey": facts.cons_pub_key,
+              "signStateHeight": state.height if state else None, "signStateRound": state.round if state else None,
+              "signStateStep": state.step if state else None}
+    g = guard_status(ctx, consensusPubKey=facts.cons_pub_key, validatorAddress=facts.validator_address,
+                     rpc=source.url if source else None)
+    inputs = [{"source": guard.BACKUP, "height": state.height, "round": state.round, "step": state.step}] if state else []
+    await complete(ctx, plan.VERIFY, check.message, backup={k: v for k, v in backup.items() if v is not None},
+                   guard=g, signStateInputs=inputs)
+
+
+async def step_lock(ctx: Ctx, resume: bool) -> None:
+    assert ctx.spec is not None
+    g = ctx.status.get("guard") or {}
+    cons, address = str(g.get("consensusPubKey")), str(g.get("validatorAddress"))
+    locks = KeyLocks(ctx.runtime.kube.api_client, ctx.runtime.config.lock_namespace)
+    nodes = await list_mayanodes(ctx)
+    views = [guard.NodeView(node_key(b), bool((b.get("spec") or {}).get("suspend")),
+                            ((b.get("status") or {}).get("node") or {}).get("validatorConsPubKey"),
+                            (b.get("spec") or {}).get("nodeAddress")) for b in nodes]
+    read = await locks.read(address)
+    decision = guard.decide_lock(cons, ctx.target_key, ctx.old_key, read.view, views)
+    if decision.refused:
+        new_guard = guard_status(ctx, lockHolder=decision.holder, lock=locks.where(address))
+        await fail(ctx, plan.LOCK, decision.reason, decision.message, guard=new_guard)
+        raise _Handled()
+    if decision.action != "keep":
+        await locks.hold(address, cons, ctx.target_key, restore=f"{ctx.namespace}/{ctx.name}",
+                         previous=decision.holder, resource_version=read.resource_version, now=ctx.now)
+    await complete(ctx, plan.LOCK, decision.message, guard=guard_status(ctx, lock=locks.where(address)))
+
+
+class _Handled(Exception):
+    """The step already wrote its outcome (a refusal)."""
+
+
+async def step_scale_down(ctx: Ctx, resume: bool) -> None:
+    assert ctx.spec is not None and ctx.node_spec is not None
+    spec = ctx.node_spec
+    if not ctx.status.get("previousReplicas"):
+        previous: dict[str, int] = {}
+        for component, deployment in ((MAYANODE, spec.mayanode.deployment), (BIFROST, spec.bifrost.deployment)):
+            body = await ctx.runtime.kube.get_deployment(ctx.namespace, deployment)
+            if body is None:
+                raise StepFailed("DeploymentNotFound", f"deployment {ctx.namespace}/{deployment} does not exist")
+            previous[component] = min(1, int((body.get("spec") or {}).get("replicas", 1)))
+        await ctx.save(plan.begin(ctx.status, plan.SCALE_DOWN, ctx.now,
+                                  f"scaling {spec.mayanode.deployment} and {spec.bifrost.deployment} to 0",
+                                  previousReplicas=previous),
+                       [plan.step_start_event(plan.SCALE_DOWN,
+                                              f"scaling {spec.mayanode.deployment} and {spec.bifrost.deployment} to 0 "
+                                              f"(were {previous[MAYANODE]} and {previous[BIFROST]})")])
+    await scale_to_zero(ctx, ctx.namespace, spec)
+    pods = await pods_of(ctx, ctx.namespace, spec)
+    if pods:
+        if plan.deadline_passed(ctx.status, plan.SCALE_DOWN, ctx.spec.timeouts.scale_down_seconds, ctx.now):
+            raise StepFailed("ScaleDownTimeout", f"pods {', '.join(sorted(pods))} were still there after "
+                                                 f"{ctx.spec.timeouts.scale_down_seconds}s")
+        raise waiting(ctx, plan.SCALE_DOWN, f"waiting for pods {', '.join(sorted(pods))} to be gone")
+    source = await chain_source(ctx)
+    g = guard_status(ctx, stopHeight=source.tip if source else None, rpc=source.url if source else None)
+    await complete(ctx, plan.SCALE_DOWN, "mayanode and bifrost have no pods", scaledDownAt=plan.iso(ctx.now),
+                   guard={k: v for k, v in g.items() if v is not None})
+
+
+async def step_write(ctx: Ctx, resume: bool) -> None:
+    assert ctx.spec is not None and ctx.node_spec is not None
+    if not resume:
+        await ctx.save(plan.begin(ctx.status, plan.WRITE, ctx.now, "writing the key files through helper pods"))
+    await ensure_target_down(ctx, plan.WRITE)
+    manifest, items = await open_backup(ctx)
+    by_name = {i.name: i for i in items}
+    wp = write_plan(items, signer_name=ctx.node_spec.signer_name, restore_secrets=ctx.spec.restore_secrets,
+                    **secret_refs(ctx))
+    homes = targets(ctx.node_spec)
+    dirs = wp.dirs
+
+    def entries(writes: Sequence[Any]) -> list[FileEntry]:
+        return [FileEntry(w.path, by_name[w.item].data, w.mode, w.uid, w.gid, w.mtime) for w in writes]
+
+    # Both helpers start at once; mayanode's stays for the sign state after the guard.
+    mayanode_pod, bifrost_pod = await asyncio.gather(helper(ctx, ctx.namespace, homes[MAYANODE]),
+                                                     helper(ctx, ctx.namespace, homes[BIFROST]))
+    mayanode = PvcFiles(ctx, ctx.namespace, homes[MAYANODE], mayanode_pod)
+    bifrost = PvcFiles(ctx, ctx.namespace, homes[BIFROST], bifrost_pod)
+    current = (await mayanode.read([SIGN_STATE_PATH])).get(SIGN_STATE_PATH)
+    target_state = None
+    if current is not None:
+        try:
+            target_state = chainkeys.parse_priv_validator_state(current.data)
+        except chainkeys.ChainKeyError:
+            target_state = None
+    await mayanode.write(entries(wp.mayanode), dirs[MAYANODE])
+    present = await bifrost.top_level(KEY_SHARE_GLOB)
+    backup_shares = {w.path: by_name[w.item].data for w in wp.bifrost if w.path.startswith("localstate-")}
+    others = [p for p in sorted(present) if p not in backup_shares]
+    share_plan = classify_key_shares(backup_shares, {p: f.data for p, f in (await bifrost.read(others)).items()},
+                                     ctx.name) if others else None
+    if share_plan and share_plan.move_aside:
+        originals = await bifrost.read([a for a, _ in share_plan.move_aside])
+        await bifrost.write([FileEntry(b, originals[a].data, originals[a].mode, originals[a].uid, originals[a].gid,
+                                       originals[a].mtime) for a, b in share_plan.move_aside if a in originals], [])
+        await bifrost.remove([a for a, _ in share_plan.move_aside])
+    await bifrost.write(entries(wp.bifrost), dirs[BIFROST])
+    await delete_pod(ctx, ctx.namespace, bifrost_pod)
+    inputs = [i for i in ctx.status.get("signStateInputs") or () if i.get("source") != guard.TARGET_VOLUME]
+    if target_state is not None:
+        inputs.append({"source": guard.TARGET_VOLUME, "height": target_state.height, "round": target_state.round,
+                       "step": target_state.step})
+    message = (f"wrote {len(wp.mayanode)} files into the mayanode home and {len(wp.bifrost)} into the bifrost home "
+               f"(modes and owners as backed up; the sign state follows after the guard)")
+    if share_plan is not None and share_plan.describe():
+        message += f"; {share_plan.describe()}"
+    events = []
+    if share_plan is not None and (share_plan.move_aside or share_plan.unknown):
+        events.append(EventSpec("Warning", "KeySharesFound", share_plan.describe()))
+    await ctx.save(plan.complete(ctx.status, plan.WRITE, ctx.now, message, signStateInputs=inputs),
+                   [plan.step_done_event(plan.WRITE, message), *events])
+
+
+async def step_swap(ctx: Ctx, resume: bool) -> None:
+    assert ctx.spec is not None and ctx.node_spec is not None
+    await begin(ctx, plan.SWAP, "replacing the mnemonic and password Secrets in place")
+    manifest, items = await open_backup(ctx)
+    by_name = {i.name: i for i in items}
+    wp = write_plan(items, signer_name=ctx.node_spec.signer_name, restore_secrets=True, **secret_refs(ctx))
+    done = []
+    for secret, keys in sorted(wp.secrets.items()):
+        values = {key: by_name[item].data for key, item in keys.items()}
+        outcome = await put_secret(ctx, secret, values)
+        done.append(f"{secret} ({outcome})")
+    await complete(ctx, plan.SWAP, "Secrets " + ", ".join(done) + " (never deleted)")
+
+
+async def put_secret(ctx: Ctx, name: str, values: Mapping[str, bytes]) -> str:
+    """Update in place with the resourceVersion read (a concurrent writer → 409 → retried); create when absent."""
+    core = ctx.runtime.kube.core
+    encoded = {k: base64.b64encode(v).decode() for k, v in values.items()}
+    try:
+        raw = await asyncio.to_thread(core.read_namespaced_secret, name, ctx.namespace, _preload_content=False)
+    except ApiException as err:
+        if err.status != 404:
+            raise
+        body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": {"name": name, "namespace": ctx.namespace,
+                             "labels": {naming.LABEL_MANAGED_BY: naming.FIELD_MANAGER}},
+                "data": encoded}
+        await asyncio.to_thread(core.create_namespaced_secret, ctx.namespace, body,
+                                field_manager=naming.FIELD_MANAGER, _preload_content=False)
+        return "created"
+    body = json.loads(raw.data)
+    data = dict(body.get("data") or {})
+    if all(data.get(k) == v for k, v in encoded.items()):
+        return "already restored"
+    data.update(encoded)
+    body["data"] = data
+    body.pop("stringData", None)
+    await asyncio.to_thread(core.replace_namespaced_secret, name, ctx.namespace, body,
+                            field_manager=naming.FIELD_MANAGER, _preload_content=False)
+    return "updated in place"
+
+
+async def old_node(ctx: Ctx) -> tuple[str, MayaNodeSpec, dict[str, Any]]:
+    assert ctx.spec is not None and ctx.spec.double_sign_guard.old_node is not None
+    ref = ctx.spec.double_sign_guard.old_node
+    namespace = ref.namespace or ctx.namespace
+    body = await ctx.runtime.kube.get_custom(naming.MAYANODE_PLURAL, namespace, ref.name)
+    if body is None:
+        raise StepFailed("OldNodeNotFound", f"the old MayaNode {namespace}/{ref.name} does not exist")
+    try:
+        return namespace, MayaNodeSpec.model_validate(body.get("spec") or {}), body
+    except ValidationError as err:
+        raise StepFailed("OldNodeInvalid", describe_validation_error(err)) from None
+
+
+async def step_stop_old(ctx: Ctx, resume: bool) -> None:
+    assert ctx.spec is not None and ctx.spec.double_sign_guard.old_node is not None
+    ref = ctx.spec.double_sign_guard.old_node
+    namespace, spec, body = await old_node(ctx)
+    key = f"{namespace}/{ref.name}"
+    if ref.suspend:
+        await begin(ctx, plan.STOP_OLD, f"suspending the old MayaNode {key} (spec.suspend: true) and waiting for its "
+                                        f"pods to be gone")
+        if not (body.get("spec") or {}).get("suspend"):
+            await asyncio.to_thread(ctx.runtime.kube.custom.patch_namespaced_custom_object, naming.GROUP,
+                                    naming.VERSION, namespace, naming.MAYANODE_PLURAL, ref.name,
+                                    {"spec": {"suspend": True}}, _preload_content=False)
+        await scale_to_zero(ctx, namespace, spec)
+    else:
+        await begin(ctx, plan.STOP_OLD, f"waiting for someone to stop the old MayaNode {key}")
+    pods = await pods_of(ctx, namespace, spec)
+    if pods:
+        limit = ctx.spec.timeouts.scale_down_seconds if ref.suspend else ctx.spec.timeouts.guard_seconds
+        if plan.deadline_passed(ctx.status, plan.STOP_OLD, limit, ctx.now):
+            raise StepFailed("OldNodeStillRunning", f"the old node's pods {', '.join(sorted(pods))} were still there "
+                                                    f"after {limit}s")
+        raise waiting(ctx, plan.STOP_OLD, f"waiting for the old node's pods {', '.join(sorted(pods))} to be gone",
+                      min(ctx.poll, 0.05))
+    source = await chain_source(ctx)
+    stop_height = source.tip if source else None
+    # The old node's sign state, read after it stopped (its processes wrote it at exit).
+    state = None
+    target = targets(spec)[MAYANODE]
+    pod = await helper(ctx, namespace, target)
+    try:
+        entry = (await PvcFiles(ctx, namespace, target, pod).read([SIGN_STATE_PATH])).get(SIGN_STATE_PATH)
+    finally:
+        await delete_pod(ctx, namespace, pod)
+    if entry is not None:
+        try:
+            state = chainkeys.parse_priv_validator_state(entry.data)
+        except chainkeys.ChainKeyError:
+            state = None
+    inputs = [i for i in ctx.status.get("signStateInputs") or () if i.get("source") != guard.OLD_NODE_VOLUME]
+    if state is not None:
+        inputs.append({"source": guard.OLD_NODE_VOLUME, "height": state.height, "round": state.round,
+                       "step": state.step})
+    g = guard_status(ctx, stopHeight=max(stop_height or 0, int((ctx.status.get("guard") or {}).get("stopHeight") or 0))
+                     or None, silentFromHeight=None, silentToHeight=None)
+    await complete(ctx, plan.STOP_OLD, f"the old node {key} has no pods (chain height {stop_height}); its sign state "
+                                       f"reads height {state.height if state else 'unknown'}",
+                   guard={k: v for k, v in g.items() if v is not None}, signStateInputs=inputs)
+
+
+async def step_silent(ctx: Ctx, resume: bool) -> None:
+    assert ctx.spec is not None
+    dsg = ctx.spec.double_sign_guard
+    g = ctx.status.get("guard") or {}
+    address = str(g.get("validatorAddress") or "")
+    if not resume:
+        await ctx.save(plan.begin(ctx.status, plan.SILENT, ctx.now,
+                                  f"proving consensus key {g.get('consensusPubKey')} silent"))
+    ack = dsg.old_node_destroyed
+    if ack is not None and ack.acknowledged:
+        source = await chain_source(ctx)
+        tip = source.tip if source else None
+        new_g = guard_status(ctx, method="Acknowledged", passedAt=plan.iso(ctx.now), chainTip=tip,
+                             acknowledgedBy=ack.acknowledged_by, acknowledgedReason=ack.reason,
+                             rpc=source.url if source else g.get("rpc"))
+        message = (f"the old node is acknowledged destroyed by {ack.acknowledged_by or 'an unnamed person'}: "
+                   f"{ack.reason}")
+        await ctx.save(plan.complete(ctx.status, plan.SILENT, ctx.now, message,
+                                     guard={k: v for k, v in new_g.items() if v is not None}),
+                       [EventSpec("Warning", "OldNodeAcknowledgedDestroyed",
+                                  message + "; the silence proof on chain is skipped")])
+        return
+    source = await chain_source(ctx)
+    if source is None:
+        if plan.deadline_passed(ctx.status, plan.SILENT, ctx.spec.timeouts.guard_seconds, ctx.now):
+            raise StepFailed("GuardTimeout", "no RPC endpoint answered to prove the key silent")
+        raise waiting(ctx, plan.SILENT, "no RPC endpoint answers: cannot read blocks yet", max(ctx.poll * 4, 1.0))
+    stop = g.get("stopHeight")
+    if g.get("silentFromHeight") is not None and g.get("silentToHeight") is not None:
+        silence = guard.Silence(int(g["silentFromHeight"]), int(g["silentToHeight"]))
+    else:
+        silence = guard.start_silence(int(stop) if stop is not None else source.tip)
+    heights = guard.heights_to_read(silence, source.tip)
+    blocks = await read_signatures(ctx, source, heights) if heights else {}
+    silence, seen = guard.advance_silence(silence, address, blocks)
+    n = dsg.silent_blocks
+    new_g = guard_status(ctx, silentFromHeight=silence.window_start, silentToHeight=silence.checked_to, rpc=source.url)
+    if silence.passed(n):
+        method = "HandOff" if dsg.old_node is not None else "Silent"
+        new_g.update(method=method, passedAt=plan.iso(ctx.now), chainTip=max(source.tip, silence.checked_to))
+        message = (f"validator {address} signed none of blocks {silence.window_start + 1}–{silence.checked_to} "
+                   f"({silence.silent_for()} ≥ {n}, read from {source.url})")
+        await complete(ctx, plan.SILENT, message, guard=new_g)
+        return
+    if plan.deadline_passed(ctx.status, plan.SILENT, ctx.spec.timeouts.guard_seconds, ctx.now):
+        raise StepFailed("GuardTimeout",
+                         f"consensus key {g.get('consensusPubKey')} was not silent for {n} blocks within "
+                         f"{ctx.spec.timeouts.guard_seconds}s (last seen signing at "
+                         f"{silence.window_start if silence.window_start != stop else 'no block'})")
+    hint = (f"; it signed block {seen}: stop the old node" if seen is not None else "")
+    raise waiting(ctx, plan.SILENT, f"validator {address} silent for {silence.silent_for()}/{n} blocks after height "
+                                    f"{silence.window_start}{hint}", min(ctx.poll, 0.05), guard=new_g)
+
+
+async def step_sign_state(ctx: Ctx, resume: bool) -> None:
+    assert ctx.spec is not None and ctx.node_spec is not None
+    if not resume:
+        await ctx.save(plan.begin(ctx.status, plan.SIGN_STATE, ctx.now, "writing the high-water mark"))
+    await ensure_target_down(ctx, plan.SIGN_STATE)
+    g = ctx.status.get("guard") or {}
+    states: dict[str, chainkeys.SignState | None] = {}
+    for record in ctx.status.get("signStateInputs") or ():
+        states[str(record["source"])] = chainkeys.SignState(int(record["height"]), int(record.get("round") or 0),
+                                                            int(record.get("step") or 0))
+    if g.get("chainTip") is not None:
+        states[guard.CHAIN_TIP] = guard.chain_tip_state(int(g["chainTip"]))
+    mark = guard.high_water_mark(states)
+    target = targets(ctx.node_spec)[MAYANODE]
+    pod = await helper(ctx, ctx.namespace, target)
+    files = PvcFiles(ctx, ctx.namespace, target, pod)
+    mode, uid, gid = 0o600, 0, 0
+    key_item = next((i for i in (await files.read(["config/priv_validator_key.json"])).values()), None)
+    if key_item is not None:
+        uid, gid = key_item.uid, key_item.gid
+    data = chainkeys.render_priv_validator_state(mark.state)
+    await files.write([FileEntry(SIGN_STATE_PATH, data, mode, uid, gid, int(ctx.now.timestamp()))], ["data"])
+    inputs = list(ctx.status.get("signStateInputs") or ())
+    if g.get("chainTip") is not None:
+        inputs = [i for i in inputs if i.get("source") != guard.CHAIN_TIP]
+        inputs.append({"source": guard.CHAIN_TIP, **{k: v for k, v in mark.to_status().items() if k != "source"}}
+                      if mark.source == guard.CHAIN_TIP else
+                      {"source": guard.CHAIN_TIP, "height": int(g["chainTip"]), "round": 0,
+                       "step": guard.PRECOMMIT_STEP})
+    message = (f"priv_validator_state.json = height {mark.state.height}, round {mark.state.round}, step "
+               f"{mark.state.step} (from {mark.source}, the highest of {len(states)} inputs)")
+    await complete(ctx, plan.SIGN_STATE, message, highWaterMark=mark.to_status(), signStateInputs=inputs)
+
+
+async def step_remove_helpers(ctx: Ctx, resume: bool) -> None:
+    namespaces = {ctx.namespace}
+    if ctx.old_key:
+        namespaces.add(ctx.old_key.split("/", 1)[0])
+    found = 0
+    for namespace in sorted(namespaces):
+        found += await remove_helpers(ctx, namespace)
+    # Helpers end at once when deleted (grace period 0, their shell traps TERM) and sign nothing: the node does
+    # not wait for them to be gone.
+    await complete(ctx, plan.REMOVE_HELPERS, f"deleted {found} helper pod(s) of this restore" if found else
+                   "no helper pod of this restore is left")
+
+
+async def step_scale_up(ctx: Ctx, resume: bool) -> None:
+    assert ctx.node_spec is not None
+    spec = ctx.node_spec
+    previous = ctx.status.get("previousReplicas") or {}
+    node = await ctx.runtime.kube.get_custom(naming.MAYANODE_PLURAL, ctx.namespace, ctx.node_name)
+    if ((node or {}).get("spec") or {}).get("suspend"):
+        await complete(ctx, plan.SCALE_UP, "the MayaNode is suspended (spec.suspend: true): left at 0 replicas")
+        return
+    await begin(ctx, plan.SCALE_UP, f"scaling {spec.mayanode.deployment} and {spec.bifrost.deployment} back up")
+    workloads = Workloads(ctx.runtime.kube)
+    wanted = {spec.mayanode.deployment: 1, spec.bifrost.deployment: 1}
+    for deployment, replicas in wanted.items():
+        await workloads.scale(ctx.namespace, deployment, replicas)
+    was = ", ".join(f"{k} {v}" for k, v in sorted(previous.items()))
+    await complete(ctx, plan.SCALE_UP, ", ".join(f"{d}={r}" for d, r in wanted.items()) + f" (before: {was})")
+
+
+async def step_ready(ctx: Ctx, resume: bool) -> None:
+    assert ctx.spec is not None and ctx.node_spec is not None
+    spec = ctx.node_spec
+    if not resume:
+        await ctx.save(plan.begin(ctx.status, plan.READY, ctx.now, "waiting for the restored node to be Ready"))
+    wanted = {spec.mayanode.deployment: 1, spec.bifrost.deployment: 1}
+    scale_up = plan.step_record(ctx.status, plan.SCALE_UP) or {}
+    if "left at 0" in str(scale_up.get("message") or ""):
+        await complete(ctx, plan.READY, "not started: the MayaNode is suspended")
+        return
+    not_ready = []
+    for deployment, replicas in wanted.items():
+        body = await ctx.runtime.kube.get_deployment(ctx.namespace, deployment)
+        ready = int(((body or {}).get("status") or {}).get("readyReplicas") or 0)
+        if ready < replicas:
+            not_ready.append(deployment)
+    g = ctx.status.get("guard") or {}
+    address = (ctx.status.get("backup") or {}).get("nodeAddress") or spec.node_address
+    problem = None
+    if not_ready:
+        problem = f"{', '.join(not_ready)} not Ready yet"
+    else:
+        api = NodeApi(ctx.runtime.http, spec.rest_url(ctx.namespace), spec.rpc_url(ctx.namespace),
+                      float(spec.api.timeout_seconds))
+        observed = await api.observe(address)
+        if observed.chain is None:
+            problem = "the node API does not answer yet"
+        elif observed.chain.validator_address.upper() != str(g.get("validatorAddress") or "").upper():
+            problem = (f"the node runs validator {observed.chain.validator_address or '?'}, not the restored "
+                       f"{g.get('validatorAddress')}")
+        elif address and (observed.account is None or observed.account.address != address):
+            problem = f"the node API does not report node {address} yet"
+        elif observed.account is not None and g.get("consensusPubKey") and \
+                observed.account.validator_cons_pub_key not in ("", g.get("consensusPubKey")):
+            problem = (f"node {address} is registered with consensus key {observed.account.validator_cons_pub_key}, "
+                       f"not the restored {g.get('consensusPubKey')}")
+    if problem:
+        if plan.deadline_passed(ctx.status, plan.READY, ctx.spec.timeouts.ready_seconds, ctx.now):
+            raise StepFailed("NotReady", f"{problem} after {ctx.spec.timeouts.ready_seconds}s")
+        raise waiting(ctx, plan.READY, f"waiting: {problem}")
+    started = plan.step_started_at(ctx.status, plan.SCALE_DOWN)
+    downtime = round((ctx.now - started).total_seconds(), 3) if started else None
+    await complete(ctx, plan.READY, f"Ready; the node API reports node {address} with validator "
+                                    f"{g.get('validatorAddress')}",
+                   scaledUpAt=plan.iso(ctx.now), downtimeSeconds=downtime)
+
+
+async def step_announce(ctx: Ctx, resume: bool) -> None:
+    assert ctx.node_spec is not None
+    spec = ctx.node_spec
+    node_status = (ctx.node_body or {}).get("status") or {}
+    address = ((node_status.get("externalIP") or {}).get("address")
+               or (spec.external_ip.address if spec.external_ip else None))
+    node_address = (ctx.status.get("backup") or {}).get("nodeAddress") or spec.node_address
+    api = NodeApi(ctx.runtime.http, spec.rest_url(ctx.namespace), spec.rpc_url(ctx.namespace),
+                  float(spec.api.timeout_seconds))
+    observed = await api.observe(node_address)
+    registered = observed.account.ip_address if observed.account else None
+    if not address:
+        address = registered
+    if not address:
+        await complete(ctx, plan.ANNOUNCE, "no external IP is known for the node: nothing announced")
+        return
+    if resume:
+        # Recorded as started before sending: it may have been sent. Never twice.
+        state = "is" if registered == address else "is not yet"
+        await complete(ctx, plan.ANNOUNCE, f"set-ip-address {address} was started before a restart and is not sent "
+                                           f"again; the chain {state} showing it")
+        return
+    if registered == address:
+        await complete(ctx, plan.ANNOUNCE, f"the node's IP {address} is already registered: nothing sent")
+        return
+    await ctx.save(plan.begin(ctx.status, plan.ANNOUNCE, ctx.now, f"sending set-ip-address {address}"),
+                   [plan.step_start_event(plan.ANNOUNCE, f"sending set-ip-address {address}")])
+    signer = NodeSigner(namespace=ctx.namespace, deployment=spec.mayanode.deployment,
+                        container=spec.mayanode.container, password_secret=spec.secrets.password.name,
+                        password_key=spec.secrets.password.key, signer_name=spec.signer_name,
+                        chain_id=spec.effective_chain_id())
+    outcome = await kubernetes_transactions(ctx.runtime).send(signer, TxRequest("set-ip-address", (address,)))
+    if not outcome.ok:
+        raise StepFailed("AnnounceFailed", f"set-ip-address {address}: {outcome.message}")
+    await complete(ctx, plan.ANNOUNCE, f"set-ip-address {address} sent (tx {outcome.txhash or '?'})")
+
+
+STEPS = {
+    plan.VERIFY: step_verify, plan.LOCK: step_lock, plan.SCALE_DOWN: step_scale_down, plan.WRITE: step_write,
+    plan.SWAP: step_swap, plan.STOP_OLD: step_stop_old, plan.SILENT: step_silent,
+    plan.SIGN_STATE: step_sign_state, plan.REMOVE_HELPERS: step_remove_helpers, plan.SCALE_UP: step_scale_up,
+    plan.READY: step_ready, plan.ANNOUNCE: step_announce,
+}

@@ -1,0 +1,209 @@
+"""NodeRestore reconcile, step by step, against the sandbox (real API semantics, exec into PVC trees, mocknet);
+the replicas facet with a fake context. Failure paths the end-to-end scenarios do not reach."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from mayanode_operator.api import naming
+from mayanode_operator.api.models import MayaNodeSpec
+from mayanode_operator.observe.snapshot import MayaNodeObservation, NodeApiObservation, WorkloadObservation
+from mayanode_operator.reconcile import facet_replicas
+from mayanode_operator.reconcile.facets import NodeContext
+from mayanode_operator.reconcile.noderestore import reconcile_noderestore
+
+from .backup_world import BackupWorld, condition
+
+NS, PEER = "hr-a", "hr-peer"
+
+
+@pytest.fixture(scope="module")
+def world():
+    w = BackupWorld()
+    try:
+        yield w
+    finally:
+        w.close()
+
+
+@pytest.fixture(scope="module")
+def node(world):
+    peer = world.seed(PEER)
+    seeded = world.seed(NS)
+    world.mayanode(seeded, backup={"afterChurn": False, "location": world.location()})
+    world.nodebackup(NS, "full", NS)
+    assert world.drive(NS, "full")["status"]["phase"] == "Completed"
+    return seeded, peer
+
+
+def restore(world, name: str, peer, **spec: Any) -> None:
+    guard = {"silentBlocks": 3, "rpc": [peer.rpc_url], **spec.pop("guard", {})}
+    world.create(naming.NODERESTORE_PLURAL, {
+        "apiVersion": naming.API_VERSION, "kind": "NodeRestore", "metadata": {"name": name, "namespace": NS},
+        "spec": {"backupRef": {"name": spec.pop("backup", "full")}, "nodeRef": {"name": NS}, "doubleSignGuard": guard,
+                 **spec}})
+
+
+def drive(world, name: str, *, until: str | None = None, max_passes: int = 200) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    for _ in range(max_passes):
+        delay = world.call(reconcile_noderestore(world.runtime, NS, name))
+        body = world.get(naming.NODERESTORE_PLURAL, NS, name) or {}
+        status = body.get("status") or {}
+        if delay is None or status.get("phase") in ("Completed", "Failed") or (until and status.get("step") == until):
+            return body
+        world.call(asyncio.sleep(min(delay, 0.3)))
+    return body
+
+
+def replicas(world, deployment: str) -> int:
+    dep = world.call(world.runtime.kube.get_deployment(NS, deployment))
+    return int(dep["spec"]["replicas"])
+
+
+def test_missing_backup_fails_before_touching_anything(world, node):
+    _, peer = node
+    restore(world, "no-backup", peer, backup="nope")
+    status = drive(world, "no-backup")["status"]
+    assert status["phase"] == "Failed" and status["failedStep"] == "VerifyBackup" and not status["nodeLeftDown"]
+    assert "BackupNotFound" in status["message"] and replicas(world, "mayanode") == 1
+    assert condition(world.get(naming.NODERESTORE_PLURAL, NS, "no-backup"), "Verified")["status"] == "False"
+
+
+def test_no_chain_source_is_refused_before_touching_anything(world, node):
+    restore(world, "blind", node[1], guard={"rpc": ["http://127.0.0.1:9/rpc"]})
+    status = drive(world, "blind")["status"]
+    assert status["phase"] == "Failed" and "NoChainSource" in status["message"], status
+    assert replicas(world, "mayanode") == 1
+
+
+def test_guard_timeout_leaves_the_node_down_loudly_then_an_acknowledgement_resumes(world, node):
+    seeded, peer = node
+    # The key keeps "signing" on chain: a virtual twin of the node signs every block.
+    account = world.sandbox.mocknet.node(seeded.node_address)
+    world.call(asyncio.to_thread(lambda: setattr(account, "virtual", True)))
+    try:
+        restore(world, "stuck", peer, timeouts={"guardSeconds": 30})
+        drive(world, "stuck", until="WaitKeySilent")
+        world.runtime.now = lambda: datetime.now(timezone.utc) + timedelta(seconds=40)
+        try:
+            status = drive(world, "stuck")["status"]
+        finally:
+            world.runtime.now = world._now
+    finally:
+        world.call(asyncio.to_thread(lambda: setattr(account, "virtual", False)))
+    assert status["phase"] == "Failed" and status["failedStep"] == "WaitKeySilent" and status["nodeLeftDown"]
+    assert "GuardTimeout" in status["message"] and "oldNodeDestroyed" in status["nextAction"]
+    assert replicas(world, "mayanode") == 0 and replicas(world, "bifrost") == 0
+    events = world.events(NS, "stuck")
+    assert any(e["type"] == "Warning" and "LEFT SCALED DOWN" in e["message"] for e in events)
+    body = world.get(naming.NODERESTORE_PLURAL, NS, "stuck")
+    assert condition(body, "ScaledDown")["reason"] == "NodeHeldDown"
+
+    # The MayaNode says so and does not scale back up.
+    from mayanode_operator.reconcile.mayanode import reconcile_mayanode
+    world.call(reconcile_mayanode(world.runtime, NS, NS))
+    mn = world.get(naming.MAYANODE_PLURAL, NS, NS)
+    assert condition(mn, "Suspended")["reason"] == "RestoreFailed" and replicas(world, "mayanode") == 0
+
+    world.patch_spec(naming.NODERESTORE_PLURAL, NS, "stuck", {"doubleSignGuard": {
+        "silentBlocks": 3, "rpc": [peer.rpc_url],
+        "oldNodeDestroyed": {"acknowledged": True, "reason": "the twin is gone", "acknowledgedBy": "ops"}}})
+    status = drive(world, "stuck")["status"]
+    assert status["phase"] == "Completed", status
+    assert status["guard"]["method"] == "Acknowledged" and status["guard"]["acknowledgedBy"] == "ops"
+    assert any(e["reason"] == "OldNodeAcknowledgedDestroyed" for e in world.events(NS, "stuck"))
+    assert replicas(world, "mayanode") == 1
+
+
+def test_crash_between_steps_resumes_without_repeating_once_only_steps(world, node):
+    _, peer = node
+    restore(world, "resume", peer)
+    body = drive(world, "resume", until="WriteFiles")
+    scaled_down = [s for s in body["status"]["steps"] if s["name"] == "ScaleDown"]
+    assert scaled_down and scaled_down[0].get("completedAt")
+    # A "new operator" (a fresh pass) continues from the recorded step.
+    status = drive(world, "resume")["status"]
+    assert status["phase"] == "Completed"
+    assert [s for s in status["steps"] if s["name"] == "ScaleDown"] == scaled_down
+    assert world.pods(NS, f"{naming.GROUP}/restore=resume") == []
+
+
+# --------------------------------------------------------------------------------------------------
+# The replicas facet with a fake context
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class FakeKube:
+    scaled: list[tuple[str, str, int]] = field(default_factory=list)
+
+
+class FakeWorkloads:
+    def __init__(self, kube: Any) -> None:
+        self.kube = kube
+
+    async def scale(self, namespace: str, deployment: str, replicas: int) -> None:
+        self.kube.scaled.append((namespace, deployment, replicas))
+
+
+def context(*, suspend: bool, desired: int, previous: dict | None = None, restores=(), active=None) -> NodeContext:
+    kube = FakeKube()
+    runtime = type("R", (), {"kube": kube, "config": type("C", (), {"lock_namespace": "default"})()})()
+    spec = MayaNodeSpec.model_validate({"network": "mocknet", "suspend": suspend})
+    workload = WorkloadObservation(name="x", exists=True, desired_replicas=desired, ready_replicas=desired)
+    return NodeContext(runtime=runtime, body={"metadata": {"generation": 1}}, spec=spec, namespace="ns", name="n",
+                       now=datetime(2024, 6, 1, tzinfo=timezone.utc),
+                       observed=MayaNodeObservation(mayanode=workload, bifrost=workload, api=NodeApiObservation()),
+                       previous_status={"replicas": previous or {}}, status={}, active_restore=active,
+                       restores=tuple(restores))
+
+
+@pytest.fixture
+def fake_workloads(monkeypatch):
+    monkeypatch.setattr(facet_replicas, "Workloads", FakeWorkloads)
+
+
+async def test_facet_suspends_and_resumes(fake_workloads):
+    facet = facet_replicas.ReplicasFacet()
+    ctx = context(suspend=True, desired=1)
+    outcome = await facet.reconcile(ctx)
+    assert ctx.runtime.kube.scaled == [("ns", "mayanode", 0), ("ns", "bifrost", 0)]
+    assert outcome.status["replicas"]["suspended"] and outcome.conditions[0].reason == "Suspended"
+    ctx = context(suspend=False, desired=0, previous=outcome.status["replicas"])
+    outcome = await facet.reconcile(ctx)
+    assert ctx.runtime.kube.scaled == [("ns", "mayanode", 1), ("ns", "bifrost", 1)]
+
+
+async def test_facet_changes_nothing_while_a_restore_runs_or_after_it_failed(fake_workloads):
+    facet = facet_replicas.ReplicasFacet()
+    ctx = context(suspend=True, desired=1, active="r1")
+    outcome = await facet.reconcile(ctx)
+    assert ctx.runtime.kube.scaled == [] and outcome.conditions[0].reason == "RestoreInProgress"
+    failed = {"metadata": {"name": "r2", "creationTimestamp": "2024"}, "spec": {"nodeRef": {"name": "n"}},
+              "status": {"phase": "Failed", "nodeLeftDown": True, "nextAction": "scale by hand"}}
+    ctx = context(suspend=False, desired=0, previous={"suspended": True, "reason": "Suspended"}, restores=[failed])
+    outcome = await facet.reconcile(ctx)
+    assert ctx.runtime.kube.scaled == [] and outcome.conditions[0].reason == "RestoreFailed"
+    assert "scale by hand" in outcome.status["replicas"]["message"]
+
+
+def test_announce_ip_is_sent_once_after_the_node_is_back(world, node):
+    _, peer = node
+    world.patch_spec(naming.MAYANODE_PLURAL, NS, NS, {"externalIP": {"source": "Static", "address": "203.0.113.50"}})
+    try:
+        restore(world, "announce", peer, announceIP=True)
+        status = drive(world, "announce")["status"]
+    finally:
+        world.patch_spec(naming.MAYANODE_PLURAL, NS, NS, {"externalIP": None})
+    assert status["phase"] == "Completed", status
+    assert status["steps"][-1]["name"] == "AnnounceIP" and "203.0.113.50" in status["steps"][-1]["message"]
+    sent = [t for t in world.sandbox.mocknet.transactions if t.namespace == NS and t.argv[:1] == ["set-ip-address"]]
+    assert len(sent) == 1 and sent[0].argv[1] == "203.0.113.50"
+    # Resumed after a crash with the step started: not sent again.
+    assert drive(world, "announce")["status"]["phase"] == "Completed"
+    assert len([t for t in world.sandbox.mocknet.transactions if t.namespace == NS
+                and t.argv[:1] == ["set-ip-address"]]) == 1

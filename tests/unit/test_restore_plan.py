@@ -1,0 +1,175 @@
+"""The NodeRestore state machine (plan/restore.py): every step and resume point, failures, re-arming."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from mayanode_operator.api.restore import NodeRestoreSpec, NodeRestoreStatus
+from mayanode_operator.plan import restore as plan
+
+NOW = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)
+BASE = {"backupRef": {"name": "b"}, "nodeRef": {"name": "n"}}
+SPEC = NodeRestoreSpec.model_validate(BASE)
+HANDOFF = NodeRestoreSpec.model_validate({**BASE, "doubleSignGuard": {"oldNode": {"name": "old"}}})
+FILES_ONLY = NodeRestoreSpec.model_validate({**BASE, "restoreSecrets": False})
+ACK = NodeRestoreSpec.model_validate({**BASE, "doubleSignGuard": {"oldNodeDestroyed": {
+    "acknowledged": True, "reason": "VM deleted"}}})
+
+ORDER = ["VerifyBackup", "AcquireKeyLock", "ScaleDown", "WriteFiles", "SwapSecrets", "WaitKeySilent",
+         "WriteSignState", "RemoveHelpers", "ScaleUp", "WaitReady"]
+
+
+def done(*names: str, started: str | None = None, **extra) -> dict:
+    steps = [{"name": n, "startedAt": "2024-06-01T11:00:00.000000Z", "completedAt": "2024-06-01T11:00:01.000000Z"}
+             for n in names]
+    if started:
+        steps.append({"name": started, "startedAt": "2024-06-01T11:59:00.000000Z"})
+    return {"phase": "Verifying", "observedGeneration": 1, "steps": steps, **extra}
+
+
+def decide(status: dict, spec: NodeRestoreSpec = SPEC, **kw) -> plan.Decision:
+    return plan.decide(plan.RestoreInputs(spec=spec, status=status, generation=kw.pop("generation", 1), now=NOW,
+                                          **kw))
+
+
+def test_step_order():
+    assert plan.steps_for(SPEC, announce=False) == ORDER
+    assert plan.steps_for(FILES_ONLY, announce=False) == [s for s in ORDER if s != "SwapSecrets"]
+    assert plan.steps_for(HANDOFF, announce=True) == [*ORDER[:5], "StopOldNode", *ORDER[5:], "AnnounceIP"]
+    # The old node stops only after the slow, safe work (verify, scale down, write, Secrets).
+    handoff = plan.steps_for(HANDOFF, announce=False)
+    assert handoff.index("StopOldNode") > handoff.index("WriteFiles")
+    assert handoff.index("WaitKeySilent") < handoff.index("WriteSignState") < handoff.index("ScaleUp")
+
+
+@pytest.mark.parametrize("index", range(len(ORDER)))
+def test_every_step_and_every_resume_point(index):
+    step = ORDER[index]
+    fresh = decide(done(*ORDER[:index]))
+    assert (fresh.action, fresh.step, fresh.resume) == (plan.Action.STEP, step, False)
+    resumed = decide(done(*ORDER[:index], started=step))
+    assert (resumed.action, resumed.step, resumed.resume) == (plan.Action.STEP, step, True)
+
+
+def test_first_sight_all_done_and_finished():
+    assert decide({}).action == plan.Action.ACCEPT
+    assert decide(done(*ORDER)).action == plan.Action.COMPLETE
+    assert decide({**done(*ORDER), "phase": "Completed"}).action == plan.Action.IDLE
+    # Re-applying a Completed restore (even a changed spec) does nothing.
+    assert decide({**done(*ORDER), "phase": "Completed"}, generation=5).action == plan.Action.IDLE
+
+
+def test_announce_step_only_when_asked():
+    assert decide(done(*ORDER), announce=True).step == "AnnounceIP"
+
+
+def test_halts_hold_back_only_before_anything_is_touched():
+    assert decide(done(), halt="Signing halt").action == plan.Action.WAIT_HALT
+    assert decide(done(started="VerifyBackup"), halt="Signing halt").action == plan.Action.STEP
+    assert decide(done(*ORDER[:3]), halt="Signing halt").step == "WriteFiles"
+
+
+def test_missing_node_or_invalid_spec_fails():
+    assert decide(done(), node_found=False).action == plan.Action.FAIL
+    d = plan.decide(plan.RestoreInputs(spec=None, status={"phase": "Pending"}, generation=1, now=NOW,
+                                       spec_error="bad"))
+    assert (d.action, d.reason, d.message) == (plan.Action.FAIL, "InvalidSpec", "bad")
+
+
+def test_failed_is_idle_until_the_spec_changes():
+    failed = {**done("VerifyBackup"), "phase": "Failed", "failedStep": "AcquireKeyLock", "observedGeneration": 1}
+    assert decide(failed).action == plan.Action.IDLE
+    assert decide(failed, generation=2).action == plan.Action.REARM
+
+
+def test_rearm_before_anything_was_touched_starts_over():
+    failed = {**done("VerifyBackup", started="AcquireKeyLock"), "phase": "Failed", "failedStep": "AcquireKeyLock",
+              "guard": {"lockHolder": "a/a", "consensusPubKey": "k"}, "nextAction": "x"}
+    new = plan.rearmed(failed, NOW, 2)
+    assert new["steps"] == [] and new["phase"] == "Pending" and new["guard"] == {"consensusPubKey": "k"}
+    assert new["failedStep"] is None and new["nextAction"] is None and new["observedGeneration"] == 2
+
+
+def test_rearm_after_scale_down_resumes_the_failed_step():
+    failed = {**done(*ORDER[:5], started="WaitKeySilent"), "phase": "Failed", "failedStep": "WaitKeySilent",
+              "nodeLeftDown": True}
+    new = plan.rearmed(failed, NOW, 3)
+    assert [s["name"] for s in new["steps"]] == ORDER[:5]
+    assert new["phase"] == "Guarding" and new["step"] == "WaitKeySilent" and new["nodeLeftDown"] is None
+    assert decide(new, generation=3).step == "WaitKeySilent"
+
+
+def test_begin_and_complete_record_times_in_order():
+    s1 = plan.begin({}, "ScaleDown", NOW, "scaling", previousReplicas={"mayanode": 1})
+    assert s1["phase"] == "ScalingDown" and s1["previousReplicas"] == {"mayanode": 1}
+    assert plan.step_record(s1, "ScaleDown")["startedAt"].startswith("2024-06-01T12:00:00")
+    later = NOW + timedelta(seconds=3)
+    s2 = plan.begin(s1, "ScaleDown", later, "again")              # a second begin keeps the first start
+    assert plan.step_started_at(s2, "ScaleDown") == NOW
+    s3 = plan.complete(s2, "ScaleDown", later, "gone")
+    assert plan.step_done(s3, "ScaleDown") and plan.step_record(s3, "ScaleDown")["message"] == "gone"
+    assert not plan.step_done(s1, "ScaleDown")
+
+
+def test_deadlines():
+    status = plan.begin({}, "WaitKeySilent", NOW)
+    assert not plan.deadline_passed(status, "WaitKeySilent", 60, NOW + timedelta(seconds=59))
+    assert plan.deadline_passed(status, "WaitKeySilent", 60, NOW + timedelta(seconds=61))
+    assert not plan.deadline_passed(status, "WaitReady", 1, NOW + timedelta(days=1))
+
+
+def test_failure_before_scale_down_says_nothing_changed():
+    status = done("VerifyBackup", started="AcquireKeyLock")
+    action = plan.next_action("AcquireKeyLock", namespace="ns", restore="r", node="n", spec=SPEC, node_down=False)
+    new = plan.failed(status, "AcquireKeyLock", NOW, "KeyInUse", "held by a/a", action, 1)
+    assert new["phase"] == "Failed" and new["nodeLeftDown"] is False and "nothing was changed" in new["nextAction"]
+    event = plan.failure_event(new)
+    assert event.type == "Warning" and event.reason == "KeyInUse" and "nothing was changed" in event.message
+    conditions = {c.type: c for c in plan.conditions_for(new)}
+    assert conditions["Failed"].status == "True" and conditions["Guarded"].reason == "KeyInUse"
+    assert conditions["ScaledDown"].status == "False"
+
+
+def test_failure_after_scale_down_says_the_node_is_down_and_how_to_recover():
+    status = done(*ORDER[:5], started="WaitKeySilent")
+    action = plan.next_action("WaitKeySilent", namespace="ns", restore="r", node="n", spec=HANDOFF, node_down=True,
+                              cons_pub_key="mayacpub1x")
+    new = plan.failed(status, "WaitKeySilent", NOW, "GuardTimeout", "not silent", action, 1)
+    assert new["nodeLeftDown"] is True
+    assert "oldNodeDestroyed" in action and "MayaNode ns/old" in action and "--replicas=1" in action
+    assert "LEFT SCALED DOWN" in plan.failure_event(new).message
+    conditions = {c.type: c for c in plan.conditions_for(new)}
+    assert (conditions["ScaledDown"].status, conditions["ScaledDown"].reason) == ("True", "NodeHeldDown")
+    assert conditions["Completed"].status == "False" and conditions["Guarded"].status == "False"
+
+
+def test_next_action_for_late_steps():
+    ready = plan.next_action("WaitReady", namespace="ns", restore="r", node="n", spec=SPEC, node_down=False)
+    assert "readySeconds" in ready
+    assert "AnnounceIP" in plan.next_action("AnnounceIP", namespace="ns", restore="r", node="n", spec=SPEC,
+                                            node_down=False)
+    other = plan.next_action("WriteFiles", namespace="ns", restore="r", node="n", spec=SPEC, node_down=True)
+    assert "stays at 0 replicas" in other and "resume at WriteFiles" in other
+
+
+def test_conditions_through_a_successful_restore():
+    status = plan.completed({**done(*ORDER), "guard": {"method": "Silent"}, "downtimeSeconds": 2.5}, NOW, 1)
+    conditions = {c.type: c for c in plan.conditions_for(status)}
+    assert conditions["Verified"].status == "True" and conditions["Guarded"].reason == "Silent"
+    assert conditions["Completed"].status == "True" and conditions["Failed"].status == "False"
+    assert conditions["ScaledDown"].reason == "ScaledBackUp"
+    assert "2.5s" in status["message"]
+
+
+def test_statuses_are_accepted_by_the_model():
+    status = plan.completed(done(*ORDER, guard={"method": "HandOff", "stopHeight": 5}), NOW, 1)
+    model = NodeRestoreStatus.model_validate(status)
+    assert model.phase == "Completed" and all(model.step_done(s) for s in ORDER)
+
+
+def test_events_for_steps():
+    assert plan.step_done_event("ScaleDown", "m").reason == "ScaledDown"
+    assert plan.step_start_event("SwapSecrets", "m").reason == "SwappingSecrets"
+    assert plan.step_start_event("WaitKeySilent", "m") is None
