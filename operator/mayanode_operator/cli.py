@@ -26,13 +26,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", choices=["json", "text"])
     run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.add_argument("--peering", help="kopf peering name, for more than one replica")
-    run.add_argument("--liveness", dest="liveness_endpoint", help="e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument("--liveness", dest="liveness_endpoint", help="e.g. http://0.0.0.0:8081/healthz")
+    run.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port at /metrics (default 8080; 0 = off)")
     run.set_defaults(handler=cmd_run)
 
     demo = commands.add_parser("demo", help="the whole story on an emulated cluster: no cluster needed")
     demo.add_argument("--keep", action="store_true", help="keep the cluster and operator running at the end")
     demo.add_argument("--workdir", default=".demo", help="where the kubeconfig and logs go (default .demo)")
     demo.set_defaults(handler=cmd_demo)
+
+    from .cli_backup import add_backup_commands
+    from .cli_inspect import add_inspect_commands
+
+    add_backup_commands(commands)
+    add_inspect_commands(commands)
     return parser
 
 
@@ -48,7 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = OperatorConfig.from_env(
         kubeconfig=args.kubeconfig, context=args.context, namespaces=args.namespaces, workers=args.workers,
         log_format=args.log_format, log_level=args.log_level, peering=args.peering,
-        liveness_endpoint=args.liveness_endpoint,
+        liveness_endpoint=args.liveness_endpoint, metrics_port=args.metrics_port,
     )
     configure_logging(config.log_format, config.log_level)
     asyncio.run(run_operator(config))

@@ -22,7 +22,21 @@ class OperatorConfig(BaseModel):
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     peering: str | None = Field(None, description="kopf peering name for HA; None = standalone")
-    liveness_endpoint: str | None = Field(None, description="e.g. http://0.0.0.0:8080/healthz")
+    helper_image: str = Field("busybox:1.36", description="image of the short-lived helper pods that read and write PVCs")
+    liveness_endpoint: str | None = Field(None, description="e.g. http://0.0.0.0:8081/healthz")
+    metrics_port: int = Field(8080, ge=0, le=65535, description="serve Prometheus metrics on this port at /metrics; 0 = off")
+    rollout_namespace: str = Field(default_factory=lambda: os.environ.get("POD_NAMESPACE") or "default",
+                                   description="namespace of the rollout-group Leases (the fleet upgrade budget); "
+                                               "default: the operator's own namespace ($POD_NAMESPACE), else default")
+
+    lock_namespace: str = Field(
+        default_factory=lambda: os.environ.get("POD_NAMESPACE") or "default",
+        description="namespace of the consensus-key Leases (`consensus-<validator address>`, which MayaNode holds a "
+                    "key); in namespaced mode it must be one of the watched namespaces")
+    guard_rpc: list[str] = Field(default_factory=list, description="CometBFT RPC URLs a NodeRestore reads blocks from "
+                                                                   "while its node is down (after spec.doubleSignGuard.rpc)")
+    restore_poll_seconds: float = Field(0.25, gt=0, le=30, description="how often a NodeRestore polls while it waits "
+                                                                       "(pods gone, blocks, readiness)")
 
     @classmethod
     def from_env(cls, **overrides: object) -> "OperatorConfig":
@@ -32,6 +46,6 @@ class OperatorConfig(BaseModel):
             raw = os.environ.get(ENV_PREFIX + name.upper())
             if raw is None:
                 continue
-            values[name] = [ns for ns in raw.split(",") if ns] if name == "namespaces" else raw
+            values[name] = [ns for ns in raw.split(",") if ns] if name in ("namespaces", "guard_rpc") else raw
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls.model_validate(values)

@@ -73,6 +73,18 @@ def mayanode_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_:
     _enqueue(memo, naming.MAYANODE_PLURAL, event, body)
 
 
+@kopf.on.event(naming.GROUP, naming.VERSION, naming.NODEBACKUP_PLURAL, registry=registry)
+def nodebackup_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Every watch event of a NodeBackup queues a step of its state machine (no finalizer written)."""
+    _enqueue(memo, naming.NODEBACKUP_PLURAL, event, body)
+
+
+@kopf.on.event(naming.GROUP, naming.VERSION, naming.NODERESTORE_PLURAL, registry=registry)
+def noderestore_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Every watch event of a NodeRestore queues a step of its state machine (no finalizer written)."""
+    _enqueue(memo, naming.NODERESTORE_PLURAL, event, body)
+
+
 @kopf.on.probe(id="queue", registry=registry)
 def queue_depth(memo: kopf.Memo, **_: Any) -> int:
     """Liveness detail: how many objects wait for a reconcile."""

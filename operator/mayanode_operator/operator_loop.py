@@ -8,16 +8,21 @@ import threading
 
 import kopf
 
+from . import metrics
 from .api import naming
 from .config import OperatorConfig
 from .main import registry
 from .reconcile.mayanode import reconcile_mayanode
+from .reconcile.nodebackup import reconcile_nodebackup
+from .reconcile.noderestore import reconcile_noderestore
 from .reconcile.runtime import ObjectKey, Runtime
 
 logger = logging.getLogger(__name__)
 
 RECONCILERS = {
     naming.MAYANODE_PLURAL: reconcile_mayanode,
+    naming.NODEBACKUP_PLURAL: reconcile_nodebackup,
+    naming.NODERESTORE_PLURAL: reconcile_noderestore,
 }
 
 
@@ -27,13 +32,20 @@ def make_worker(runtime: Runtime):
         reconcile = RECONCILERS.get(plural)
         if reconcile is None:
             return None
-        return await reconcile(runtime, namespace, name)
+        with metrics.track_reconcile(plural):
+            delay = await reconcile(runtime, namespace, name)
+        if delay is None:
+            metrics.forget_object(plural, namespace, name)
+        return delay
     return work
 
 
 async def run_operator(config: OperatorConfig, stop_flag: asyncio.Event | threading.Event | None = None,
                        ready_flag: asyncio.Event | threading.Event | None = None) -> None:
     runtime = await Runtime.create(config)
+    metrics.bind_queue(runtime.queue)
+    runtime.queue.on_forget = metrics.forget_key
+    metrics_server = metrics.serve(config.metrics_port)
     workers = asyncio.create_task(runtime.queue.run(make_worker(runtime), concurrency=config.workers))
     try:
         await kopf.operator(
@@ -50,4 +62,6 @@ async def run_operator(config: OperatorConfig, stop_flag: asyncio.Event | thread
     finally:
         workers.cancel()
         await asyncio.gather(workers, return_exceptions=True)
+        if metrics_server is not None:
+            metrics_server.stop()
         await runtime.close()

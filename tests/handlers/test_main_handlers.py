@@ -1,6 +1,5 @@
 """kopf handlers only wire: watch events to the queue, credentials to a capped session."""
 
-import asyncio
 
 import kopf
 import pytest

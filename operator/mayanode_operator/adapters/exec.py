@@ -48,7 +48,16 @@ class ExecPort(Protocol):
 
 class KubernetesExec:
     def __init__(self, api_client: k8s.ApiClient) -> None:
-        self._core = k8s.CoreV1Api(api_client)
+        self._configuration = api_client.configuration
+        self._user_agent = api_client.user_agent
+
+    def _exec_api(self) -> tuple[k8s.ApiClient, k8s.CoreV1Api]:
+        """A client of its own for each exec: `stream()` swaps the client's `call_api` for the websocket one while
+        it runs, which would send any other thread's call on a shared client through the websocket (and two
+        overlapping execs could leave the shared client swapped for good)."""
+        client = k8s.ApiClient(self._configuration)
+        client.user_agent = self._user_agent
+        return client, k8s.CoreV1Api(client)
 
     async def run(self, namespace: str, pod: str, container: str, command: list[str],
                   stdin: bytes | None = None, timeout: float = 120.0) -> ExecResult:
@@ -57,9 +66,17 @@ class KubernetesExec:
     def _run(self, namespace: str, pod: str, container: str, command: list[str],
              stdin: bytes | None, timeout: float) -> ExecResult:
         deadline = time.monotonic() + timeout
+        client, core = self._exec_api()
+        try:
+            return self._exchange(core, namespace, pod, container, command, stdin, timeout, deadline)
+        finally:
+            client.close()
+
+    def _exchange(self, core: k8s.CoreV1Api, namespace: str, pod: str, container: str, command: list[str],
+                  stdin: bytes | None, timeout: float, deadline: float) -> ExecResult:
         try:
             ws = stream(
-                self._core.connect_get_namespaced_pod_exec, pod, namespace,
+                core.connect_get_namespaced_pod_exec, pod, namespace,
                 command=command, container=container,
                 stdin=stdin is not None, stdout=True, stderr=True, tty=False,
                 _preload_content=False, binary=True,

@@ -78,6 +78,12 @@ class KubeApi:
             return None
         return {key: base64.b64decode(value) for key, value in (body.get("data") or {}).items()}
 
+    async def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._maybe(self.core.read_namespaced_service, name, namespace)
+
+    async def get_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._maybe(self.core.read_namespaced_config_map, name, namespace)
+
     async def get_custom(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._maybe(self.custom.get_namespaced_custom_object,
                                  naming.GROUP, naming.VERSION, namespace, plural, name)
@@ -94,6 +100,15 @@ class KubeApi:
             naming.GROUP, naming.VERSION, namespace, plural, name, {"status": dict(patch)},
             _content_type=MERGE_PATCH,
         )
+
+    async def create_configmap(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return await self._call(self.core.create_namespaced_config_map, namespace, dict(body),
+                                field_manager=naming.FIELD_MANAGER)
+
+    async def patch_configmap(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch of a ConfigMap (data and metadata.annotations)."""
+        return await self._call(self.core.patch_namespaced_config_map, name, namespace, dict(patch),
+                                field_manager=naming.FIELD_MANAGER, _content_type=MERGE_PATCH)
 
     async def emit_event(self, involved: Mapping[str, Any], event: EventSpec) -> None:
         """A core/v1 Event about `involved`; losing one is never worth failing a reconcile for."""

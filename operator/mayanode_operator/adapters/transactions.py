@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
+from typing import Any
 
+from .. import metrics
 from ..plan.transactions import TxOutcome, TxRequest, classify_tx, tx_command
 from .exec import ExecError, ExecPort
 
@@ -39,3 +42,57 @@ class TransactionSender:
             if outcome.kind != "transient":
                 return outcome
         return outcome
+
+
+@dataclass(frozen=True)
+class NodeSigner:
+    """Where and as whom a node's transactions are signed (no secret here: the password is read when sending)."""
+
+    namespace: str
+    deployment: str
+    container: str
+    password_secret: str
+    password_key: str
+    signer_name: str
+    chain_id: str
+    node: str = ""          # the MayaNode, for metrics
+
+
+class NodeTransactions:
+    """A node's transactions: run in the mayanode container of a ready pod, with the keyring password read from
+    its Secret just before sending and given on stdin only."""
+
+    def __init__(self, kube: Any, sender: TransactionSender) -> None:
+        self._kube = kube
+        self._sender = sender
+
+    async def send(self, signer: NodeSigner, request: TxRequest) -> TxOutcome:
+        pod = await self._ready_pod(signer)
+        if pod is None:
+            return TxOutcome("transient", None, None, "",
+                             f"not sent: no ready pod of deployment {signer.deployment} to run it in")
+        secret = await self._kube.read_secret(signer.namespace, signer.password_secret)
+        if secret is None or signer.password_key not in secret:
+            return TxOutcome("failed", None, None, "",
+                             f"not sent: password Secret {signer.password_secret} (key {signer.password_key}) not found")
+        password = secret[signer.password_key].decode("utf-8").rstrip("\n")
+        outcome = await self._sender.send(namespace=signer.namespace, pod=pod, container=signer.container,
+                                          request=request, password=password, signer_name=signer.signer_name,
+                                          chain_id=signer.chain_id)
+        metrics.record_transaction(signer.namespace, signer.node or signer.deployment, request.subcommand,
+                                   outcome.kind)
+        return outcome
+
+    async def _ready_pod(self, signer: NodeSigner) -> str | None:
+        deployment = await self._kube.get_deployment(signer.namespace, signer.deployment)
+        labels = (((deployment or {}).get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        if not labels:
+            return None
+        for pod in await self._kube.list_pods(signer.namespace, labels):
+            meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+            if meta.get("deletionTimestamp") or status.get("phase") != "Running":
+                continue
+            ready = {c.get("name"): bool(c.get("ready")) for c in status.get("containerStatuses") or []}
+            if ready.get(signer.container):
+                return str(meta.get("name"))
+        return None

@@ -62,6 +62,38 @@ class Workloads:
             field_manager=naming.FIELD_MANAGER, _content_type=STRATEGIC_MERGE_PATCH, _preload_content=False,
         )
 
+    async def annotate(self, namespace: str, deployment: str, annotations: Mapping[str, str | None]) -> None:
+        """Annotations on the Deployment object itself (not its pod template): nothing restarts."""
+        await asyncio.to_thread(
+            self._kube.apps.patch_namespaced_deployment, deployment, namespace,
+            {"metadata": {"annotations": dict(annotations)}},
+            field_manager=naming.FIELD_MANAGER, _content_type=MERGE_PATCH, _preload_content=False,
+        )
+
+    async def restart(self, namespace: str, deployment: str, *, template_annotations: Mapping[str, str],
+                      annotations: Mapping[str, str] | None = None,
+                      env: Mapping[str, Mapping[str, str]] | None = None) -> None:
+        """Restart the pods through a pod-template change (annotations and, optionally, literal env values of
+        named containers: `{container: {NAME: value}}`), in one patch. Only on a `Recreate` Deployment of at
+        most 1 replica: the old pod is gone before the new one starts."""
+        body = await self._kube.get_deployment(namespace, deployment)
+        if body is None:
+            raise UnsafeWorkloadChange(f"deployment {deployment} not found")
+        check_recreate(body)
+        check_single_replica(int((body.get("spec") or {}).get("replicas", 1)))
+        template: dict[str, Any] = {"metadata": {"annotations": dict(template_annotations)}}
+        if env:
+            template["spec"] = {"containers": [
+                {"name": container, "env": [{"name": key, "value": value} for key, value in sorted(values.items())]}
+                for container, values in sorted(env.items())]}
+        patch: dict[str, Any] = {"spec": {"template": template}}
+        if annotations:
+            patch["metadata"] = {"annotations": dict(annotations)}
+        await asyncio.to_thread(
+            self._kube.apps.patch_namespaced_deployment, deployment, namespace, patch,
+            field_manager=naming.FIELD_MANAGER, _content_type=STRATEGIC_MERGE_PATCH, _preload_content=False,
+        )
+
     async def running_pods(self, namespace: str, deployment: str) -> list[dict[str, Any]]:
         """Pods of the deployment that exist, terminating ones included (they may still sign)."""
         body = await self._kube.get_deployment(namespace, deployment)

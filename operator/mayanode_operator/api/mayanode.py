@@ -630,6 +630,18 @@ class PendingIPAnnouncement(StatusModel):
     sent_at: datetime = Field(description="When it was sent.")
     height: int | None = Field(None, ge=0, description="Chain height when it was sent.")
     attempts: int = Field(1, ge=1, description="How many times it was sent (transient errors are retried).")
+    txhash: str | None = Field(None, description="The transaction hash the node answered with.")
+    message: str | None = Field(None, description="Details, e.g. that an earlier announcement timed out.")
+
+
+class TransactionFailure(StatusModel):
+    """The last transaction of this kind that did not go through (it is retried later, not at every pass)."""
+
+    what: str = Field(description="The transaction, e.g. `set-ip-address 203.0.113.7`.")
+    at: datetime = Field(description="When it failed.")
+    transient: bool = Field(False, description="A transient error (retried at the next pass); else retried after "
+                                               "a back-off or when the desired value changes.")
+    message: str = Field("", description="The error (no secret material).")
 
 
 class ExternalIPStatus(StatusModel):
@@ -641,6 +653,7 @@ class ExternalIPStatus(StatusModel):
     announced_address: str | None = Field(None, description="The last address announced with set-ip-address.")
     announced_at: datetime | None = Field(None, description="When it was announced.")
     pending: PendingIPAnnouncement | None = Field(None, description="An announcement not yet seen on chain.")
+    last_failure: TransactionFailure | None = Field(None, description="The last announcement that failed.")
 
 
 class LastBackup(StatusModel):
@@ -689,6 +702,7 @@ class UpgradeGateName(StrEnum):
     CANARY = "Canary"
     APPROVAL = "Approval"
     HEIGHT_SCHEDULE = "HeightSchedule"
+    WORKLOADS_LOCKED = "WorkloadsLocked"
 
 
 class GateResult(StatusModel):
@@ -732,6 +746,10 @@ class UpgradeProgress(StatusModel):
     backup_name: str | None = Field(None, description="The PreUpgrade NodeBackup.")
     flag_day_height: int | None = Field(None, ge=0, description="For a height-based switch: the height.")
     version_announced: bool | None = Field(None, description="set-version was sent (it is sent once).")
+    deadline: datetime | None = Field(None, description="When the current health step fails if not healthy by then.")
+    request_id: str | None = Field(None, description="The Upgrade node action that started it, if any.")
+    reason: str | None = Field(None, description="While rolling back: why the new version failed (CamelCase).")
+    message: str | None = Field(None, description="Details for humans (the failure, the set-version answer).")
 
 
 class UpgradeResult(StatusModel):
@@ -744,6 +762,16 @@ class UpgradeResult(StatusModel):
     result: str = Field(description="Succeeded, RolledBack or Failed.")
     reason: str | None = Field(None, description="A CamelCase reason.")
     message: str | None = Field(None, description="Details for humans.")
+    image: str | None = Field(None, description="The image the operator set (a later change by someone else is "
+                                                "reported, not overwritten).")
+    request_id: str | None = Field(None, description="The Upgrade node action that started it, if any.")
+
+
+class FlagDayStatus(StatusModel):
+    """The next height-based switch."""
+
+    height: int = Field(ge=0, description="The height at which the node switches.")
+    version: str = Field(description="The version it switches to.")
 
 
 class UpgradeStatus(StatusModel):
@@ -754,6 +782,9 @@ class UpgradeStatus(StatusModel):
     current: UpgradeProgress | None = Field(None, description="The upgrade under way.")
     history: list[UpgradeResult] = Field(default_factory=list, max_length=20,
                                          description="The last upgrades, newest last (at most 20).")
+    next_flag_day: FlagDayStatus | None = Field(None, description="The next height-based switch still ahead.")
+    last_height: int | None = Field(None, ge=0, description="Near a flag day: the last chain height seen (the old "
+                                                            "binary halts at the height and stops answering).")
 
 
 class PendingMimirVote(StatusModel):
@@ -762,6 +793,17 @@ class PendingMimirVote(StatusModel):
     key: str = Field(description="The mimir key.")
     value: int = Field(description="The value sent (-1 withdraws).")
     sent_at: datetime = Field(description="When it was sent.")
+    txhash: str | None = Field(None, description="The transaction hash the node answered with.")
+    attempts: int = Field(1, ge=1, description="How many times this vote was sent (again only after a timeout).")
+
+
+class MimirVoteFailure(StatusModel):
+    """A vote that did not go through; retried after a back-off or when the spec's value changes."""
+
+    key: str = Field(description="The mimir key.")
+    value: int = Field(description="The value that was sent (-1 withdraws).")
+    at: datetime = Field(description="When it failed.")
+    message: str = Field("", description="The error.")
 
 
 class MimirStatus(StatusModel):
@@ -772,6 +814,8 @@ class MimirStatus(StatusModel):
     managed_keys: list[Annotated[str, Field(description="A mimir key.")]] = Field(default_factory=list,
                                     description="Keys this operator has voted on (withdrawn only these).")
     pending: list[PendingMimirVote] = Field(default_factory=list, description="Votes sent, not yet on chain.")
+    failed: list[MimirVoteFailure] = Field(default_factory=list, description="Votes that failed (not retried "
+                                                                              "at every pass).")
 
 
 class NodeActionState(StrEnum):
@@ -792,6 +836,26 @@ class NodeActionRecord(StatusModel):
     at: datetime = Field(description="When it reached this state.")
     height: int | None = Field(None, ge=0, description="Chain height when it was sent.")
     message: str | None = Field(None, description="Details (the error, or why it was skipped).")
+    txhash: str | None = Field(None, description="The transaction hash the node answered with.")
+    node_pause_until: int | None = Field(
+        None, ge=0, description="For PauseChain/ResumeChain: NODEPAUSECHAINGLOBAL when it was sent (the effect is "
+                                "judged against it).")
+
+
+class ReplicasStatus(StatusModel):
+    """Replica control (spec.suspend, and a NodeRestore holding the node down)."""
+
+    suspended: bool = Field(False, description="The node is held at 0 replicas by the operator.")
+    reason: str | None = Field(None, description="Why: Suspended, RestoreInProgress, RestoreFailed or "
+                                                 "KeyHeldElsewhere.")
+    message: str | None = Field(None, description="Details and, when held down, what to do.")
+    mayanode: int | None = Field(None, ge=0, description="mayanode's desired replicas.")
+    bifrost: int | None = Field(None, ge=0, description="bifrost's desired replicas.")
+    restore: str | None = Field(None, description="The NodeRestore holding the node, if any.")
+    changed_at: datetime | None = Field(None, description="When the operator last scaled the node for this reason.")
+    consensus_pub_key: str | None = Field(
+        None, description="The node's consensus key as last observed (kept while the node is down, to check the "
+                          "consensus-key lock before scaling it back up).")
 
 
 class MayaNodeStatus(StatusModel):
@@ -809,11 +873,13 @@ class MayaNodeStatus(StatusModel):
     workloads: WorkloadsStatus | None = Field(None, description="The mayanode and bifrost Deployments.")
     external_ip: ExternalIPStatus | None = Field(None, alias="externalIP", description="The public IP.")
     backup: NodeBackupsStatus | None = Field(None, description="Backups of this node.")
+    replicas: ReplicasStatus | None = Field(None, description="Replica control: suspend and restores.")
     upgrade: UpgradeStatus | None = Field(None, description="Upgrade progress and history.")
     mimir: MimirStatus | None = Field(None, description="Mimir votes.")
     node_actions: list[NodeActionRecord] = Field(
         default_factory=list, max_length=64, json_schema_extra=list_map("id"),
-        description="Node action requests done, by id (kept while the request is in the spec).")
+        description="Node action requests done, by id. Records of ids removed from the spec are kept (the oldest "
+                    "dropped first past 64), so putting an id back never repeats the action.")
     conditions: list[Condition] = conditions_field(
         "Ready, WorkloadsReady, NodeAPIReachable, NodeRegistered, Synced, NetworkHalted, Jailed, SpecValid, "
         "ExternalIPAssigned, BackupFresh, UpgradeBlocked, Upgrading, Suspended.")

@@ -13,6 +13,7 @@ from .common import (
     Condition,
     DnsLabelName,
     DnsSubdomainName,
+    HttpURL,
     LocalObjectReference,
     SpecModel,
     StatusModel,
@@ -79,6 +80,11 @@ class DoubleSignGuard(SpecModel):
     old_node_destroyed: DestroyedAcknowledgement | None = Field(
         None, description="Skip the silence proof because the old node is destroyed (a recorded acknowledgement).")
     old_node: OldNodeReference | None = Field(None, description="A hand-off from a MayaNode in this cluster.")
+    rpc: list[HttpURL] = Field(
+        default_factory=list, max_length=8,
+        description="CometBFT RPC base URLs of other nodes of the same network (or a public endpoint) to read blocks "
+                    "from while this node is down. Tried in order, before the operator's `--guard-rpc` endpoints and "
+                    "the RPC of the other MayaNodes of the same network in the cluster.")
 
 
 class RestoreTimeouts(SpecModel):
@@ -117,9 +123,9 @@ class NodeRestoreSpec(SpecModel):
 
 
 class RestorePhase(StrEnum):
-    """Pending → Verifying → ScalingDown → Writing → Guarding → SwappingSecrets → ScalingUp → WaitingReady →
-    AnnouncingIP → Completed, or Failed. Guarding (proving the old key silent, the hand-off) comes after the slow work
-    so the downtime is short; a failure before ScalingDown changes nothing."""
+    """Pending → Verifying → ScalingDown → Writing → SwappingSecrets → Guarding → ScalingUp → WaitingReady →
+    AnnouncingIP → Completed, or Failed. Guarding (proving the old key silent, the hand-off, then writing the sign
+    state) comes after the slow work so the downtime is short; a failure before ScalingDown changes nothing."""
 
     PENDING = "Pending"
     VERIFYING = "Verifying"
@@ -185,10 +191,19 @@ class GuardStatus(StatusModel):
     passed_at: datetime | None = Field(None, description="When the guard passed.")
     lock_holder: str | None = Field(
         None, description="The MayaNode (namespace/name) holding this consensus key when the restore was refused.")
+    lock: str | None = Field(None, description="The Lease (namespace/name) recording which MayaNode holds the key.")
+    stop_height: int | None = Field(
+        None, ge=0, description="Chain height when the last pod that may sign with the key (the target's, the old "
+                                "node's) was gone; the silent range starts after it.")
+    chain_tip: int | None = Field(None, ge=0, description="Chain height when the guard passed (the high-water mark).")
+    rpc: str | None = Field(None, description="The RPC endpoint the blocks were read from.")
+    acknowledged_by: str | None = Field(None, description="For Acknowledged: who acknowledged.")
+    acknowledged_reason: str | None = Field(None, description="For Acknowledged: the reason given.")
 
 
 class RestoredReplicas(StatusModel):
-    """Replicas before the scale-down, to scale back to (never more than 1)."""
+    """Replicas before the scale-down (for the record). The restore scales both back to 1 (never more), unless the
+    MayaNode is suspended: a restore is asked for to bring the node back, and spec.suspend is how to keep it down."""
 
     mayanode: int | None = Field(None, ge=0, le=1, description="mayanode's replicas before.")
     bifrost: int | None = Field(None, ge=0, le=1, description="bifrost's replicas before.")
@@ -201,6 +216,10 @@ class VerifiedBackup(StatusModel):
     namespace: str = Field(description="Its namespace.")
     sha256: str | None = Field(None, description="The archive's SHA-256.")
     node_address: str | None = Field(None, description="The node address in the backup.")
+    consensus_pub_key: str | None = Field(None, description="The consensus public key in the backup.")
+    sign_state_height: int | None = Field(None, ge=0, description="Height in the backup's priv_validator_state.json.")
+    sign_state_round: int | None = Field(None, ge=0, description="Its round.")
+    sign_state_step: int | None = Field(None, ge=0, description="Its step.")
 
 
 class NodeRestoreStatus(StatusModel):
@@ -215,6 +234,10 @@ class NodeRestoreStatus(StatusModel):
     backup: VerifiedBackup | None = Field(None, description="The verified backup.")
     guard: GuardStatus | None = Field(None, description="Double-sign guard evidence.")
     high_water_mark: HighWaterMark | None = Field(None, description="The sign state written.")
+    sign_state_inputs: list[HighWaterMark] = Field(
+        default_factory=list, max_length=4,
+        description="Every sign state considered for the high-water mark (source: Backup, TargetVolume, "
+                    "OldNodeVolume, ChainTip).")
     previous_replicas: RestoredReplicas | None = Field(None, description="Replicas to scale back to.")
     started_at: datetime | None = Field(None, description="When the restore started.")
     scaled_down_at: datetime | None = Field(None, description="When the node's last pod was gone.")
@@ -224,6 +247,9 @@ class NodeRestoreStatus(StatusModel):
     message: str | None = Field(None, description="A one-line summary for humans.")
     next_action: str | None = Field(
         None, description="When Failed: what a person should do now (e.g. the node is left scaled down).")
+    failed_step: str | None = Field(None, description="When Failed: the step that failed (a spec change resumes it).")
+    node_left_down: bool | None = Field(
+        None, description="When Failed: true when the node was scaled down and is left at 0 replicas.")
     conditions: list[Condition] = conditions_field(
         "Verified (the backup decrypted and checked), Guarded (double-sign guard passed), ScaledDown, Completed, "
         "Failed.")

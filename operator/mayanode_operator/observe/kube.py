@@ -31,6 +31,8 @@ def workload_from_objects(deployment: Mapping[str, Any], pods: list[Mapping[str,
         updated_replicas=int(status.get("updatedReplicas") or 0),
         image=image,
         pods=tuple(sorted((pod_observation(pod) for pod in pods), key=lambda p: p.name)),
+        generation=int((deployment.get("metadata") or {}).get("generation") or 0),
+        observed_generation=int(status.get("observedGeneration") or 0),
     )
 
 
@@ -49,4 +51,5 @@ def pod_observation(pod: Mapping[str, Any]) -> PodObservation:
         restarts=sum(int(s.get("restartCount") or 0) for s in statuses),
         waiting_reason=waiting,
         terminating=bool(meta.get("deletionTimestamp")),
+        images=tuple(str(c.get("image") or "") for c in (pod.get("spec") or {}).get("containers") or []),
     )

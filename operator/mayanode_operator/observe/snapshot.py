@@ -16,6 +16,7 @@ class PodObservation:
     restarts: int
     waiting_reason: str | None = None
     terminating: bool = False
+    images: tuple[str, ...] = ()          # the images of the pod's containers (its template's, not the Deployment's)
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class WorkloadObservation:
     updated_replicas: int = 0
     image: str | None = None
     pods: tuple[PodObservation, ...] = ()
+    generation: int = 0
+    observed_generation: int = 0          # < generation: the status above describes an older spec
 
     @property
     def version(self) -> str | None:

@@ -45,10 +45,14 @@ class TxOutcome:
 
 
 def tx_command(request: TxRequest, signer_name: str, chain_id: str) -> list[str]:
-    """The argv run in the mayanode container; the keyring password goes on stdin, never here."""
-    return ["mayanode", "tx", "mayachain", request.subcommand, *request.args,
-            "--from", signer_name, "--keyring-backend", "file", "--chain-id", chain_id,
-            "--yes", "--output", "json"]
+    """The argv run in the mayanode container; the keyring password goes on stdin, never here.
+
+    An argument that starts with `-` (a mimir vote of -1) would be read as a flag by the CLI's flag
+    parser, so such arguments follow a `--` after the flags."""
+    flags = ["--from", signer_name, "--keyring-backend", "file", "--chain-id", chain_id, "--yes", "--output", "json"]
+    if any(arg.startswith("-") for arg in request.args):
+        return ["mayanode", "tx", "mayachain", request.subcommand, *flags, "--", *request.args]
+    return ["mayanode", "tx", "mayachain", request.subcommand, *request.args, *flags]
 
 
 def classify_tx(exit_code: int, stdout: bytes, stderr: bytes) -> TxOutcome:
@@ -89,3 +93,20 @@ def _int_or_none(value: object) -> int | None:
 def _short(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+CODE_TX_IN_MEMPOOL_CACHE = 19
+_NOT_BROADCAST = re.compile(r"connection refused|post failed|not sent|no ready pod|password secret", re.I)
+
+
+def may_have_been_broadcast(outcome: TxOutcome) -> bool:
+    """False only when the answer shows the chain did not take the transaction: refused by the CLI or at CheckTx
+    (a code other than "already in the mempool cache"), or never sent. A lost connection or a timeout is unknown,
+    so True: a one-shot action must then wait for its effect, never send again."""
+    if outcome.kind == "ok":
+        return True
+    if outcome.kind == "failed":
+        return False
+    if outcome.code is not None:
+        return outcome.code == CODE_TX_IN_MEMPOOL_CACHE
+    return not _NOT_BROADCAST.search(outcome.message)

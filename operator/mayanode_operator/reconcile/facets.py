@@ -9,7 +9,7 @@ does not stop the others.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -31,8 +31,18 @@ class NodeContext:
     now: datetime
     observed: MayaNodeObservation
     previous_status: Mapping[str, Any]      # status as stored before this pass
-    status: Mapping[str, Any]               # the core's new observed status (node, chain, network, …)
+    status: Mapping[str, Any]               # the new status so far: the core's (node, chain, network, …) and
+                                            # the keys of the facets that ran before this one
     active_restore: str | None = None       # a NodeRestore of this node that has not finished
+    restores: tuple[Mapping[str, Any], ...] = ()   # the namespace's NodeRestores, as listed for this pass
+    # Writes top-level status keys at once (a transaction recorded as sent before it is sent); the
+    # end-of-pass patch stays consistent. None (tests, dry runs): the record goes out with that patch.
+    persist: Callable[[Mapping[str, Any]], Awaitable[None]] | None = None
+
+    async def record_now(self, part: Mapping[str, Any]) -> None:
+        """Put `part` (owned top-level status keys) on record before acting on it."""
+        if self.persist is not None:
+            await self.persist(part)
 
     @property
     def workloads_locked(self) -> str | None:
@@ -71,7 +81,3 @@ def active_restore_for(node_name: str, restores: Sequence[Mapping[str, Any]]) ->
                 continue
             return str((restore.get("metadata") or {}).get("name"))
     return None
-
-
-# Order matters: replica control first (it may stop the node), upgrades last (they need the rest settled).
-FACETS: list[Facet] = []

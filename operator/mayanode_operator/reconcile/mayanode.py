@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any
 
@@ -11,6 +12,7 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from .. import metrics
 from ..api import naming
 from ..api.models import MayaNodeSpec
 from ..observe.kube import observe_workload
@@ -20,9 +22,11 @@ from ..plan.conditions import Condition, merge_conditions
 from ..plan.events import EventSpec
 from ..plan.mayanode_status import StatusInputs, iso, plan_mayanode_status
 from ..plan.patches import merge_patch
-from .facets import FACETS, Facet, FacetOutcome, NodeContext, active_restore_for
+from .facet_order import FACETS
+from .facets import Facet, FacetOutcome, NodeContext, active_restore_for
 from .queue import jittered
 from .runtime import Runtime
+from .status_writer import StatusWriter
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +58,7 @@ async def reconcile_mayanode(runtime: Runtime, namespace: str, name: str) -> flo
     inputs = StatusInputs(
         generation=meta.get("generation"),
         node_address=spec.node_address,
-        target_version=spec.version,
+        target_version=spec.target_version(observed.api.chain.height if observed.api.chain else None),
         suspend=spec.suspend,
         rest_url=spec.rest_url(namespace),
         height_refresh_seconds=runtime.config.height_refresh_seconds,
@@ -63,19 +67,23 @@ async def reconcile_mayanode(runtime: Runtime, namespace: str, name: str) -> flo
     now = runtime.now()
     plan = plan_mayanode_status(inputs, observed, status, now)
     restores = await runtime.kube.list_custom(naming.NODERESTORE_PLURAL, namespace)
+    writer = StatusWriter(status, lambda part: runtime.kube.patch_custom_status(
+        naming.MAYANODE_PLURAL, namespace, name, part))
     ctx = NodeContext(runtime=runtime, body=body, spec=spec, namespace=namespace, name=name, now=now,
                       observed=observed, previous_status=status, status=plan.status,
-                      active_restore=active_restore_for(name, restores))
+                      active_restore=active_restore_for(name, restores), restores=tuple(restores),
+                      persist=writer.persist)
     new_status, events, requeue = dict(plan.status), list(plan.events), float(spec.observe.interval_seconds)
     for facet in FACETS:
-        outcome = await run_facet(facet, ctx)
+        outcome = await run_facet(facet, dataclasses.replace(ctx, status=dict(new_status)))
         new_status.update(outcome.status)
         new_status["conditions"] = merge_conditions(new_status["conditions"], outcome.conditions,
                                                     now=iso(now), generation=ctx.generation)
         events += outcome.events
         if outcome.requeue_after is not None:
             requeue = min(requeue, outcome.requeue_after)
-    patch = merge_patch(status, new_status)
+    metrics.observe_mayanode(namespace, name, new_status)
+    patch = writer.final_patch(new_status)
     if patch:
         await runtime.kube.patch_custom_status(naming.MAYANODE_PLURAL, namespace, name, patch)
     await emit_all(runtime, body, events)

@@ -43,6 +43,7 @@ class WorkQueue(Generic[Key]):
         self._rerun: set[Key] = set()
         self._failures: dict[Key, int] = {}
         self._changed = asyncio.Event()
+        self.on_forget: Callable[[Key], None] | None = None     # e.g. drop the object's metric series
 
     def add(self, key: Key, delay: float = 0.0) -> None:
         """Reconcile `key` after `delay` seconds; an earlier due time already queued wins."""
@@ -60,6 +61,8 @@ class WorkQueue(Generic[Key]):
         self._due.pop(key, None)
         self._rerun.discard(key)
         self._failures.pop(key, None)
+        if self.on_forget is not None:
+            self.on_forget(key)
 
     def __len__(self) -> int:
         return len(self._due)

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 
 import aiohttp
 
+from .. import __version__
 from ..adapters.kube import KubeApi, make_api_client
 from ..config import OperatorConfig
 from .queue import WorkQueue
@@ -35,6 +36,7 @@ class Runtime:
     async def create(cls, config: OperatorConfig) -> "Runtime":
         api_client = await asyncio.to_thread(make_api_client, config.kubeconfig, config.context)
         api_client.configuration.connection_pool_maxsize = max(config.workers * 2, 4)
+        api_client.user_agent = f"mayanode-operator/{__version__}"     # audit logs (and the sandbox) tell it apart
         http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=max(config.workers * 4, 8)))
         return cls(config=config, kube=KubeApi(api_client), http=http)
 
