@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -22,8 +23,11 @@ async def run_demo(workdir: Path, keep: bool, block_interval: float = 0.5) -> in
         kubeconfig = workdir / "kubeconfig"
         timeline.saw(f"API server {sandbox.url}, mocknet {sandbox.mocknet.url}")
         timeline.note(f"kubeconfig: {kubeconfig}   (try: kubectl --kubeconfig {kubeconfig} get mn -A)")
-        operator = OperatorProcess(kubeconfig, workdir / "operator.log").start()
-        timeline.saw(f"operator started (log: {workdir / 'operator.log'})")
+        metrics_port = free_port()
+        operator = OperatorProcess(kubeconfig, workdir / "operator.log",
+                                   extra_env={"MAYANODE_OPERATOR_METRICS_PORT": str(metrics_port)}).start()
+        timeline.saw(f"operator started (log: {workdir / 'operator.log'}, "
+                     f"metrics: http://127.0.0.1:{metrics_port}/metrics)")
         ctx = make_context(sandbox, timeline)
         try:
             for chapter in CHAPTERS:
@@ -41,6 +45,12 @@ async def run_demo(workdir: Path, keep: bool, block_interval: float = 0.5) -> in
             await _wait_for_interrupt()
         operator.stop()
     return 0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 async def _wait_for_interrupt() -> None:

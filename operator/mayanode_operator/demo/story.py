@@ -114,4 +114,153 @@ async def chapter_observe(ctx: DemoContext) -> None:
     ctx.sandbox.mocknet.set_mimir("HALTBTCCHAIN", 0)
 
 
-CHAPTERS: list[Callable[[DemoContext], Awaitable[None]]] = [chapter_observe]
+NEW_NAMESPACE = "mayanode-new"
+TARGET = "1.112.0"
+
+
+async def _mayanode_condition(ctx: DemoContext, name: str, type_: str, status: str = "True",
+                              namespace: str = NAMESPACE, timeout: float = 90.0) -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        cond = condition(await ctx.get(naming.MAYANODE_PLURAL, name, namespace), type_)
+        return cond if cond.get("status") == status else None
+    return await ctx.wait(f"{namespace}/{name} {type_}={status}", check, timeout)
+
+
+async def _phase(ctx: DemoContext, plural: str, name: str, phases: tuple[str, ...], namespace: str = NAMESPACE,
+                 timeout: float = 120.0) -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        body = await ctx.get(plural, name, namespace)
+        phase = (body.get("status") or {}).get("phase")
+        if phase in ("Failed",) and "Failed" not in phases:
+            raise StoryFailed(f"{plural} {namespace}/{name} failed: {(body.get('status') or {}).get('message')}")
+        return body if phase in phases else None
+    return await ctx.wait(f"{plural} {namespace}/{name} {'|'.join(phases)}", check, timeout)
+
+
+async def _patch_spec(ctx: DemoContext, name: str, spec: dict[str, Any], namespace: str = NAMESPACE) -> None:
+    await asyncio.to_thread(ctx.custom.patch_namespaced_custom_object, naming.GROUP, naming.VERSION, namespace,
+                            naming.MAYANODE_PLURAL, name, {"spec": spec})
+
+
+async def chapter_backup(ctx: DemoContext) -> None:
+    from ..backup.crypto import generate_identity
+
+    ctx.timeline.chapter("Encrypted, verified backups, and a fresh one after every churn")
+    identity, recipient = generate_identity()
+    await asyncio.to_thread(ctx.core.create_namespaced_secret, NAMESPACE, {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "backup-age-identity"},
+        "stringData": {naming.DEFAULT_AGE_IDENTITY_KEY: identity}})
+    ctx.timeline.do(f"age identity in Secret backup-age-identity; archives encrypted to {recipient[:16]}…")
+    await _patch_spec(ctx, "mayanode", {"backup": {
+        "afterChurn": True, "retention": {"count": 5},
+        "location": {"secret": {}, "encryption": {"recipients": [recipient],
+                                                  "identitySecret": {"name": "backup-age-identity"}}}}})
+    ctx.timeline.do("kubectl apply NodeBackup first-backup")
+    await ctx.create({"apiVersion": naming.API_VERSION, "kind": "NodeBackup",
+                      "metadata": {"name": "first-backup", "namespace": NAMESPACE},
+                      "spec": {"nodeRef": {"name": "mayanode"}, "reason": "Manual",
+                               "restoreNamespaces": [NEW_NAMESPACE]}})
+    body = await _phase(ctx, naming.NODEBACKUP_PLURAL, "first-backup", ("Completed",))
+    archive = body["status"].get("archive") or {}
+    ctx.timeline.saw(f"Completed: {len(body['status'].get('items') or [])} items, "
+                     f"{archive.get('size')} bytes encrypted, sha256 {str(archive.get('sha256'))[:16]}…")
+
+    async def verified() -> bool:
+        return condition(await ctx.get(naming.NODEBACKUP_PLURAL, "first-backup"), "Verified").get("status") == "True"
+    await ctx.wait("backup Verified", verified)
+    ctx.timeline.saw("Verified: decrypted, every digest checked, consensus key matches the node account")
+
+    ctx.timeline.do("the network churns: a new Asgard vault, new key shares in bifrost")
+    ctx.sandbox.mocknet.churn()
+
+    async def after_churn() -> str | None:
+        items = (await asyncio.to_thread(ctx.custom.list_namespaced_custom_object, naming.GROUP, naming.VERSION,
+                                         NAMESPACE, naming.NODEBACKUP_PLURAL))["items"]
+        done = [b for b in items if (b.get("spec") or {}).get("reason") == "AfterChurn"
+                and (b.get("status") or {}).get("phase") == "Completed"]
+        return done[0]["metadata"]["name"] if done else None
+    name = await ctx.wait("an automatic AfterChurn backup", after_churn, timeout=120)
+    ctx.timeline.saw(f"NodeBackup {name} made automatically for the new vault")
+    cond = await _mayanode_condition(ctx, "mayanode", "BackupFresh")
+    ctx.timeline.saw(f"BackupFresh=True: {cond.get('message')}")
+    ctx.timeline.block(await ctx.kubectl("get", "nbk", "-n", NAMESPACE))
+
+
+async def chapter_migrate(ctx: DemoContext) -> None:
+    ctx.timeline.chapter("Migrating the node to a new namespace, with the double-sign guard")
+    ctx.timeline.do(f"seed {NEW_NAMESPACE}: a new, empty node (no keys yet) and its MayaNode")
+    new = await ctx.sandbox.seed_node(NEW_NAMESPACE, with_keys=False, register=False, replicas=0)
+    await ctx.create({
+        "apiVersion": naming.API_VERSION, "kind": "MayaNode",
+        "metadata": {"name": "mayanode", "namespace": NEW_NAMESPACE},
+        "spec": {"network": new.network, "nodeAddress": ctx.node.node_address, "version": ctx.node.version,
+                 "api": {"rest": ctx.sandbox.mocknet.rest_url(NEW_NAMESPACE),
+                         "rpc": ctx.sandbox.mocknet.rpc_url(NEW_NAMESPACE)},
+                 "observe": {"intervalSeconds": 5}},
+    })
+    ctx.timeline.do("kubectl apply NodeRestore migrate: backup first-backup, hand-off from mayanode/mayanode, "
+                    "blocks read from a public full node")
+    await ctx.create({
+        "apiVersion": naming.API_VERSION, "kind": "NodeRestore",
+        "metadata": {"name": "migrate", "namespace": NEW_NAMESPACE},
+        "spec": {"backupRef": {"name": "first-backup", "namespace": NAMESPACE}, "nodeRef": {"name": "mayanode"},
+                 "doubleSignGuard": {"silentBlocks": 3, "rpc": [ctx.sandbox.mocknet.public_rpc_url],
+                                     "oldNode": {"name": "mayanode", "namespace": NAMESPACE}}},
+    })
+    seen: set[str] = set()
+
+    async def progress() -> dict[str, Any] | None:
+        body = await ctx.get(naming.NODERESTORE_PLURAL, "migrate", NEW_NAMESPACE)
+        status = body.get("status") or {}
+        for step in status.get("steps") or []:
+            if step.get("completedAt") and step["name"] not in seen:
+                seen.add(step["name"])
+                ctx.timeline.note(f"  step {step['name']}: {step.get('message') or 'done'}")
+        if status.get("phase") == "Failed":
+            raise StoryFailed(f"restore failed: {status.get('message')} — {status.get('nextAction')}")
+        return body if status.get("phase") == "Completed" else None
+    body = await ctx.wait("the restore to complete", progress, timeout=180)
+    status = body["status"]
+    ctx.timeline.saw(f"Completed: downtime {status.get('downtimeSeconds', 0):.1f}s, guard "
+                     f"{(status.get('guard') or {}).get('method')}, sign state from "
+                     f"{(status.get('highWaterMark') or {}).get('source')}")
+    await _mayanode_condition(ctx, "mayanode", "Ready", namespace=NEW_NAMESPACE)
+    doubles = ctx.sandbox.mocknet.double_signs
+    ctx.timeline.saw(f"the node signs from {NEW_NAMESPACE}; double signs on the mocknet: {len(doubles)}")
+    if doubles:
+        raise StoryFailed("a double sign was recorded")
+
+
+async def chapter_ip(ctx: DemoContext) -> None:
+    ctx.timeline.chapter("The new load balancer's IP, written and announced on chain once")
+    await _patch_spec(ctx, "mayanode", {"externalIP": {"source": "Service", "announce": True}}, NEW_NAMESPACE)
+    cond = await _mayanode_condition(ctx, "mayanode", "ExternalIPAssigned", namespace=NEW_NAMESPACE)
+    sent = [tx for tx in ctx.sandbox.mocknet.transactions if tx.argv[:1] == ["set-ip-address"]]
+    ctx.timeline.saw(f"ExternalIPAssigned: {cond.get('message')} ({len(sent)} set-ip-address sent)")
+
+
+async def chapter_upgrade(ctx: DemoContext) -> None:
+    ctx.timeline.chapter(f"A version-gated upgrade to {TARGET}")
+    await _patch_spec(ctx, "mayanode", {"version": TARGET, "upgrade": {"strategy": "Auto"}}, NEW_NAMESPACE)
+    cond = await _mayanode_condition(ctx, "mayanode", "UpgradeBlocked", namespace=NEW_NAMESPACE)
+    ctx.timeline.saw(f"UpgradeBlocked: {cond.get('reason')}: {cond.get('message')}")
+    ctx.timeline.do(f"2/3 of the active set now run {TARGET}")
+    ctx.sandbox.mocknet.set_network_versions({ctx.node.version: 1, TARGET: 5})
+
+    async def upgraded() -> dict[str, Any] | None:
+        body = await ctx.get(naming.MAYANODE_PLURAL, "mayanode", NEW_NAMESPACE)
+        history = ((body.get("status") or {}).get("upgrade") or {}).get("history") or []
+        done = [h for h in history if h.get("to") == TARGET]
+        if done and done[-1].get("result") not in (None, "Succeeded"):
+            raise StoryFailed(f"upgrade to {TARGET} ended {done[-1].get('result')}: {done[-1].get('message')}")
+        return body if done else None
+    await ctx.wait(f"the upgrade to {TARGET} to finish", upgraded, timeout=180)
+    await _mayanode_condition(ctx, "mayanode", "Ready", namespace=NEW_NAMESPACE)
+    sent = [tx for tx in ctx.sandbox.mocknet.transactions if tx.argv[:1] == ["set-version"]]
+    ctx.timeline.saw(f"mayanode then bifrost run {TARGET}, healthy; set-version sent {len(sent)} time(s)")
+    ctx.timeline.block(await ctx.kubectl("get", "mn", "-A", "-o", "wide"))
+
+
+CHAPTERS: list[Callable[[DemoContext], Awaitable[None]]] = [
+    chapter_observe, chapter_backup, chapter_migrate, chapter_ip, chapter_upgrade,
+]
