@@ -28,6 +28,9 @@ def answer(code=0, raw_log="", txhash="ABC"):
     (1, b"", b"Error: invalid ip address", "failed"),
     (0, b"not json at all", b"", "failed"),
     (0, answer(18, "invalid request"), b"", "failed"),
+    (126, b"", b"OCI runtime exec failed: exec failed: unable to start container process: not running: unknown",
+     "transient"),
+    (127, b"", b'exec: "mayanode": executable file not found in $PATH', "failed"),
 ])
 def test_classify(exit_code, stdout, stderr, kind):
     assert classify_tx(exit_code, stdout, stderr).kind == kind
@@ -82,3 +85,22 @@ def test_image_changes_only_on_recreate(strategy, ok):
     else:
         with pytest.raises(UnsafeWorkloadChange, match="Recreate"):
             check_recreate(body)
+
+
+async def test_volume_exec_is_tried_again_when_it_could_not_run_but_not_when_it_failed(monkeypatch):
+    from mayanode_operator.adapters import volumes
+    from mayanode_operator.adapters.volumes import VolumeError, VolumeSession
+
+    monkeypatch.setattr(volumes, "EXEC_RETRY_SECONDS", 0)
+    lost = ScriptedExec(ExecError("HTTP 500 before upgrade"), ExecResult(0, b"ok", b""))
+    session = VolumeSession.__new__(VolumeSession)
+    session._exec, session.namespace, session.pod, session.container = lost, "n", "p", "c"
+    assert (await session._run(["find", "/root"])).stdout == b"ok" and len(lost.calls) == 2
+    failed = ScriptedExec(ExecResult(2, b"", b"tar: x: Cannot stat"))
+    session._exec = failed
+    assert (await session._run(["tar", "cf", "-", "x"])).exit_code == 2 and len(failed.calls) == 1
+    gone = ScriptedExec(*[ExecError("connection refused")] * 3)
+    session._exec = gone
+    with pytest.raises(VolumeError, match="connection refused"):
+        await session._run(["find", "/root"])
+    assert len(gone.calls) == 3

@@ -43,6 +43,10 @@ HELPER_COMMAND = ["sh", "-c", "trap 'exit 0' TERM INT; sleep 3600 & wait"]
 MAX_FILE_SIZE = 16 * 1024 * 1024
 
 
+EXEC_ATTEMPTS = 3
+EXEC_RETRY_SECONDS = 0.2
+
+
 class VolumeError(Exception):
     """The volume could not be read or written (no pod, helper did not start, exec failed). Safe message."""
 
@@ -160,11 +164,18 @@ class VolumeSession:
         return f"{self.target.component} home {self.root} via {self.via} pod {self.pod}"
 
     async def _run(self, command: list[str], stdin: bytes | None = None, timeout: float = 120.0):
-        try:
-            return await self._exec.run(self.namespace, self.pod, self.container, command, stdin=stdin,
-                                        timeout=timeout)
-        except ExecError as err:
-            raise VolumeError(str(err)) from None
+        """Run a command; an exec that could not be run (connection refused or lost) is tried again, since every
+        volume operation is idempotent. A command that ran and failed is not retried: that is an answer."""
+        failure: ExecError | None = None
+        for attempt in range(EXEC_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(EXEC_RETRY_SECONDS * attempt)
+            try:
+                return await self._exec.run(self.namespace, self.pod, self.container, command, stdin=stdin,
+                                            timeout=timeout)
+            except ExecError as err:
+                failure = err
+        raise VolumeError(str(failure)) from None
 
     def _relative(self, shown: str) -> str | None:
         prefix = self.root + "/"

@@ -18,6 +18,8 @@ TRANSIENT_PATTERNS = (
     re.compile(r"connection refused", re.I),
     re.compile(r"(timed out|deadline exceeded|timeout)", re.I),
     re.compile(r"post failed", re.I),
+    # The container runtime could not start the command at all (container restarting or stopped).
+    re.compile(r"OCI runtime exec failed|unable to start container process|container not running", re.I),
 )
 TRANSIENT_CODES = {32, 19, 20}   # sequence mismatch, tx in mempool cache, mempool full
 

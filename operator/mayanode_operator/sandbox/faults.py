@@ -21,7 +21,7 @@ order requests arrive, so a run's fault sequence is reproducible up to request o
 | `watch_drop`   | watch                     | the connection is cut mid-stream within `watch_max_seconds` (truncated body) |
 | `watch_end`    | watch                     | the stream ends cleanly within `watch_max_seconds` (as a server timeout does) |
 | `exec_error`   | pod exec (connect)        | 500 before the websocket upgrade: the command never ran              |
-| `exec_exit`    | pod exec, inside the stream | exit code 1 and a stderr line, the command never ran               |
+| `exec_exit`    | pod exec, inside the stream | exit 126 and the runtime's "OCI runtime exec failed" line: the command never ran |
 
 By default only the operator's own requests are disturbed (`is_operator_request`: its API client
 sends `User-Agent: mayanode-operator/…`, kopf sends `kopf/…`, its execs send none): the simulated
@@ -259,8 +259,11 @@ class FaultInjector:
             with self._lock:
                 self.counts["exec_exit"] += 1
                 self.log.append(("exec_exit", "connect", "pods/exec", exec_request.namespace, exec_request.pod))
-            await stderr(b"error: container is restarting (injected)\n")
-            return 1
+            # What the container runtime answers when it cannot start the process (e.g. the container is
+            # restarting): the command never ran.
+            await stderr(b"OCI runtime exec failed: exec failed: unable to start container process: "
+                         b"container is restarting (injected): unknown\n")
+            return 126
         return await self._exec_inner(exec_request, stdin, stdout, stderr)
 
 
