@@ -155,3 +155,52 @@ IP_AND_MIMIR = Scenario(
     invariants=[each_transaction_once],
     note=waiting_for_resend,
 )
+
+
+BACKUP_NAME = "sweep-backup"
+
+
+def seed_with_backup_identity(run: SweepRun) -> None:
+    """A node, and the age identity the backups are verified with, in a Secret of the node's namespace."""
+    from mayanode_operator.backup.crypto import generate_identity
+
+    run.seed_node(ip_address="203.0.113.7")
+    identity, recipient = generate_identity()
+    run.data["backup_recipient"] = recipient
+    run.call(run.sandbox.client.request("POST", f"/api/v1/namespaces/{run.namespace}/secrets", body={
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "backup-age-identity"},
+        "stringData": {naming.DEFAULT_AGE_IDENTITY_KEY: identity}}))
+
+
+def backup_policy(run: SweepRun) -> dict[str, Any]:
+    return {"location": {"secret": {}, "encryption": {"recipients": [run.data["backup_recipient"]],
+                                                      "identitySecret": {"name": "backup-age-identity"}}}}
+
+
+def backup_body(run: SweepRun) -> dict[str, Any]:
+    return {"apiVersion": naming.API_VERSION, "kind": "NodeBackup",
+            "metadata": {"name": BACKUP_NAME, "namespace": run.namespace},
+            "spec": {"nodeRef": {"name": run.namespace}, "reason": "Manual"}}
+
+
+def backup_verified(run: SweepRun) -> bool:
+    """The backup is Completed with every identity item, and Verified against the chain."""
+    body = run.get("NodeBackup", BACKUP_NAME) or {}
+    status = body.get("status") or {}
+    assert status.get("phase") == "Completed", status
+    names = {item.get("path") for item in status.get("items") or []}
+    assert {"config/priv_validator_key.json", "data/priv_validator_state.json"} <= names, names
+    assert run.condition("Verified", kind="NodeBackup", name=BACKUP_NAME).get("status") == "True", status
+    return True
+
+
+# Issue 3: a node with a backup policy, then a NodeBackup to Completed and Verified (exec tar streams, a Secret store).
+BACKUP = Scenario(
+    name="backup",
+    setup=seed_with_backup_identity,
+    steps=[
+        Step(lambda run: run.apply(mayanode_body(run, backup=backup_policy(run))), until=ready),
+        Step(lambda run: run.apply(backup_body(run)), until=backup_verified, timeout=60),
+    ],
+    converged=backup_verified,
+)

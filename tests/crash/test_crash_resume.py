@@ -13,7 +13,7 @@ import pytest
 
 from mayanode_operator.sandbox.crashsweep import around, every, sweep
 
-from .scenarios import IP_AND_MIMIR, OBSERVE
+from .scenarios import BACKUP, IP_AND_MIMIR, OBSERVE
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -23,6 +23,8 @@ SAMPLED = [
     # Killed right after recording a transaction as sent (before sending it), or right after sending it:
     # never sent twice, never forgotten (on chain, or on record as pending and resent after the timeout).
     (IP_AND_MIMIR, around("pods/exec"), 2, 2),
+    # A backup killed mid-capture or mid-store: a retried capture rewrites its own object, never a second one.
+    (BACKUP, every(4), 2, 2),
 ]
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from mayanode_operator.sandbox.crashsweep import run_once
 
-from ..crash.scenarios import IP_AND_MIMIR, OBSERVE
+from ..crash.scenarios import BACKUP, IP_AND_MIMIR, OBSERVE
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -40,3 +40,15 @@ def test_main_scenarios_converge_under_faults(fault_world, injector, tmp_path):
     assert {"conflict", "lost_answer", "exec_error", "throttle", "error", "watch_drop", "watch_end", "slow"} <= \
         set(injector.counts), injector.counts
     assert injector.total >= 20, injector.counts
+
+
+def test_a_backup_converges_under_faults(fault_world, injector, tmp_path):
+    """A verified backup (tar streams through exec, a Secret store) while the API server and exec misbehave."""
+    injector.set(**API_FAULTS, **EXEC_FAULTS)
+    injector.force("conflict", resource="nodebackups/status").force("lost_answer", resource="nodebackups/status")
+    injector.force("exec_error")
+    result = run_once(fault_world, BACKUP, "faults-backup", log_dir=tmp_path)[0]
+    injector.set()
+    print(dict(injector.counts))
+    assert result.ok, "\n".join(result.violations)
+    assert {"conflict", "lost_answer", "exec_error"} <= set(injector.counts), injector.counts
