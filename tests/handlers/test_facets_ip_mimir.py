@@ -10,13 +10,12 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
-import pytest
 
 from mayanode_operator.adapters.exec import ExecResult
 from mayanode_operator.adapters.transactions import NodeTransactions, TransactionSender
 from mayanode_operator.api.mayanode import MayaNodeSpec
 from mayanode_operator.observe.gateway import ANNOTATION_RECORDED, ANNOTATION_RESTART, ANNOTATION_WRITTEN_AT
-from mayanode_operator.observe.snapshot import MayaNodeObservation, NetworkObservation
+from mayanode_operator.observe.snapshot import MayaNodeObservation
 from mayanode_operator.plan.transactions import TxRequest, tx_command
 from mayanode_operator.reconcile import facet_mimir
 from mayanode_operator.reconcile.facet_external_ip import ExternalIPFacet

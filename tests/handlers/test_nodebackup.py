@@ -15,7 +15,7 @@ from mayanode_operator.backup import ArchiveError, CryptoError, decrypt, generat
 from mayanode_operator.reconcile import nodebackup
 from mayanode_operator.reconcile.mayanode import reconcile_mayanode
 
-from .backup_world import BackupWorld, condition
+from .backup_world import condition
 
 NS = "hb-a"
 IDENTITY_ITEMS = {
@@ -23,15 +23,6 @@ IDENTITY_ITEMS = {
     "mayanode/data/priv_validator_state.json", "mayanode/keyring-file/keyhash", "mayanode/keyring-file/mayachain.info",
     "secret/mayanode-mnemonic/mnemonic", "secret/mayanode-password/password",
 }
-
-
-@pytest.fixture(scope="module")
-def world():
-    w = BackupWorld()
-    try:
-        yield w
-    finally:
-        w.close()
 
 
 @pytest.fixture(scope="module")

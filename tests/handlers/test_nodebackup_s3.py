@@ -10,18 +10,9 @@ from mayanode_operator import cli_backup
 from mayanode_operator.reconcile import nodebackup
 from tests.integration.conftest import s3_server  # noqa: F401  (the fixture)
 
-from .backup_world import BackupWorld, condition
+from .backup_world import condition
 
 NS = "hb-s3"
-
-
-@pytest.fixture(scope="module")
-def world():
-    w = BackupWorld()
-    try:
-        yield w
-    finally:
-        w.close()
 
 
 @pytest.fixture(scope="module")

@@ -17,18 +17,9 @@ from mayanode_operator.reconcile import facet_replicas
 from mayanode_operator.reconcile.facets import NodeContext
 from mayanode_operator.reconcile.noderestore import reconcile_noderestore
 
-from .backup_world import BackupWorld, condition
+from .backup_world import condition
 
 NS, PEER = "hr-a", "hr-peer"
-
-
-@pytest.fixture(scope="module")
-def world():
-    w = BackupWorld()
-    try:
-        yield w
-    finally:
-        w.close()
 
 
 @pytest.fixture(scope="module")

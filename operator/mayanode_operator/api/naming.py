@@ -78,3 +78,11 @@ def default_chain_id(network: str) -> str:
 def image_tag(template: str, *, network: str, version: str) -> str:
     """`{network}-{version}` → `mainnet-1.111.0`."""
     return template.replace("{network}", network).replace("{version}", version)
+
+
+def owner_reference(kind: str, body: dict) -> dict:
+    """Makes a helper object (pod, snapshot) go with the NodeBackup/NodeRestore that made it, without blocking
+    that object's deletion."""
+    meta = body.get("metadata") or {}
+    return {"apiVersion": API_VERSION, "kind": kind, "name": meta.get("name"), "uid": meta.get("uid"),
+            "controller": True, "blockOwnerDeletion": False}

@@ -122,8 +122,7 @@ class Ctx:
 
     @property
     def owner_reference(self) -> dict[str, Any]:
-        return {"apiVersion": naming.API_VERSION, "kind": naming.NODEBACKUP_KIND, "name": self.name,
-                "uid": self.uid, "controller": True, "blockOwnerDeletion": False}
+        return naming.owner_reference(naming.NODEBACKUP_KIND, self.body)
 
     @property
     def node_name(self) -> str:

@@ -124,9 +124,7 @@ class Ctx:
 
     @property
     def owner_reference(self) -> dict[str, Any]:
-        meta = self.body.get("metadata") or {}
-        return {"apiVersion": naming.API_VERSION, "kind": naming.NODERESTORE_KIND, "name": self.name,
-                "uid": meta.get("uid"), "controller": True, "blockOwnerDeletion": False}
+        return naming.owner_reference(naming.NODERESTORE_KIND, self.body)
 
     async def save(self, new: Mapping[str, Any], events: Sequence[EventSpec | None] = ()) -> None:
         """Write the difference between what is stored and `new` (with its conditions), then the events."""
