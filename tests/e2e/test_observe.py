@@ -59,11 +59,12 @@ def test_a_halt_on_the_network_becomes_a_condition_and_an_event(node, kube, worl
             assert cond.get("status") == "True" and "BTC" in cond["message"], cond
             return cond
         eventually(halted, timeout=20)
-        assert any(e["reason"] == "HaltStarted" for e in kube.events(NS, NS))
+        # events follow the status patch that flips the condition
+        eventually(lambda: any(e["reason"] == "HaltStarted" for e in kube.events(NS, NS)), timeout=10)
     finally:
         world.mocknet.set_mimir("HALTBTCCHAIN", 0)
     eventually(lambda: condition(kube.mayanode(NS, NS), "NetworkHalted").get("status") == "False", timeout=20)
-    assert any(e["reason"] == "HaltEnded" for e in kube.events(NS, NS))
+    eventually(lambda: any(e["reason"] == "HaltEnded" for e in kube.events(NS, NS)), timeout=10)
 
 
 def test_node_api_down_is_a_condition_and_recovery_clears_it(node, kube, world, operator):
@@ -80,8 +81,8 @@ def test_node_api_down_is_a_condition_and_recovery_clears_it(node, kube, world, 
     finally:
         world.mocknet.fail(NS, None)
     eventually(lambda: condition(kube.mayanode(NS, NS), "Ready").get("status") == "True", timeout=20)
-    reasons = [e["reason"] for e in kube.events(NS, NS)]
-    assert "NodeAPIUnreachable" in reasons and "NodeAPIReachable" in reasons
+    eventually(lambda: {"NodeAPIUnreachable", "NodeAPIReachable"} <= {e["reason"] for e in kube.events(NS, NS)},
+               timeout=10)
     assert operator.running
 
 

@@ -279,6 +279,8 @@ def _exec(api, ns: str, pod: str, command: list[str], *, container: str | None =
           stdin: bytes | None = None, close_stdin: bool = True) -> tuple[int, bytes, bytes]:
     from kubernetes.stream import stream
 
+    from mayanode_operator.adapters.exec import CONNECTION_CLOSED, exit_code_from_status
+
     kwargs = {"container": container} if container else {}
     resp = stream(api.connect_get_namespaced_pod_exec, pod, ns, command=command, stdin=stdin is not None,
                   stdout=True, stderr=True, tty=False, _preload_content=False, binary=True, **kwargs)
@@ -289,18 +291,24 @@ def _exec(api, ns: str, pod: str, command: list[str], *, container: str | None =
             if close_stdin:
                 resp.close_channel(0)
         while resp.is_open():
-            resp.update(timeout=1)
+            try:
+                resp.update(timeout=1)
+            except CONNECTION_CLOSED:
+                break       # the server hung up after its close frame, as the operator's adapter allows
             if resp.peek_stdout():
                 out.write(resp.read_stdout())
             if resp.peek_stderr():
                 err.write(resp.read_stderr())
         out.write(resp.read_stdout() or b"")
         err.write(resp.read_stderr() or b"")
-        code = resp.returncode
+        code = exit_code_from_status(resp.read_channel(3), f"exec {command[0]}")
     finally:
-        resp.close()
-        if resp.sock is not None:
-            resp.sock.shutdown()
+        try:
+            resp.close()
+            if resp.sock is not None:
+                resp.sock.shutdown()
+        except CONNECTION_CLOSED + (OSError,):
+            pass
     return code, out.getvalue(), err.getvalue()
 
 
