@@ -2,8 +2,8 @@
 
 The scenarios run side by side (each in its own namespace), so the slow one (a health timeout)
 overlaps the others: a target that waits for adoption and then rolls out in order, a broken image
-rolled back, a height-based switch, a fleet of five under a budget of one, and an upgrade whose
-operator is killed at every step.
+rolled back, a height-based switch, a fleet of five under a budget of one, an upgrade whose
+operator is killed at every step, and one that waits for its pre-upgrade backup.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def scene(world, operator, kube):
     recorder = Recorder(world)
     world.sandbox.api.add_request_hook(recorder)
     world.kubelet.set_image_behaviour(f"mocknet-{BROKEN}", ready=False)
-    namespaces = [ADOPT, BROKEN_NS, FLAG, CRASH, *FLEET]
+    namespaces = [ADOPT, BROKEN_NS, FLAG, CRASH, *FLEET, BACKUP_NS]
     watch = ProcessWatch(world, namespaces)
     watch.start()
     nodes = {ns: world.seed_node(ns, version=OLD, status="Active" if ns == ADOPT else "Standby")
@@ -292,3 +292,148 @@ def test_operator_killed_at_every_step_converges_with_never_two_replicas(scene, 
         dep = kube.apps.read_namespaced_deployment(deployment, CRASH)
         assert dep.spec.replicas == 1 and dep.spec.template.spec.containers[0].image.endswith(f"-{NEW}")
     assert operator.running
+
+
+# ---- an upgrade that needs a fresh backup first ------------------------------------------------------------
+BACKUP_NS = "upgrade-backup"
+
+
+class GateOrder:
+    """A request hook: in the API server's order, for one namespace, the MayaNode's upgrade gate and UpgradeBlocked
+    condition at each status write, the NodeBackups created and their phases, and the image patches. A NodeBackup
+    status write that says Completed is held until `release` is set: a backup that takes its time."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self.lock = threading.Lock()
+        self.entries: list[tuple[str, Any]] = []
+        self.release = threading.Event()
+        self.holding = threading.Event()
+
+    async def __call__(self, request: Any, call_next: Any) -> Any:
+        import asyncio
+
+        from mayanode_operator.sandbox.apiserver.handlers import request_info
+
+        info = request_info(request)
+        if info.namespace != self.namespace:
+            return await call_next(request)
+        body = await request.read() if info.verb in ("create", "patch", "update") else b""
+        if info.resource == "nodebackups" and info.subresource == "status" and _says_completed(body):
+            self.holding.set()
+            while not self.release.is_set():
+                await asyncio.sleep(0.05)
+        response = await call_next(request)
+        if response.status >= 300:
+            return response
+        entry: tuple[str, Any] | None = None
+        if info.resource == "deployments" and info.verb == "patch" and b"image" in body:
+            entry = ("image", info.name)
+        elif info.resource in ("mayanodes", "nodebackups") and info.verb in ("create", "patch", "update"):
+            try:
+                stored = json.loads(response.text or response.body)
+            except (ValueError, TypeError, AttributeError):
+                return response
+            status = stored.get("status") or {}
+            if info.resource == "nodebackups" and info.verb == "create":
+                entry = ("backup-created", (stored["metadata"]["name"], stored["spec"].get("reason")))
+            elif info.resource == "nodebackups" and info.subresource == "status":
+                entry = ("backup-phase", (stored["metadata"]["name"], status.get("phase")))
+            elif info.resource == "mayanodes" and info.subresource == "status":
+                gate = (status.get("upgrade") or {}).get("gate") or {}
+                cond = condition(stored, "UpgradeBlocked")
+                entry = ("gate", ((status.get("upgrade") or {}).get("state"), gate.get("name"), gate.get("reason"),
+                                  cond.get("status"), cond.get("reason"), cond.get("message")))
+        if entry is not None:
+            with self.lock:
+                self.entries.append(entry)
+        return response
+
+    def snapshot(self) -> list[tuple[str, Any]]:
+        with self.lock:
+            return list(self.entries)
+
+
+def _says_completed(body: bytes) -> bool:
+    """A status write (merge patch or whole object) that sets phase Completed."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and ((doc.get("status") or {}).get("phase") == "Completed")
+
+
+def test_an_upgrade_waits_for_a_fresh_pre_upgrade_backup_then_rolls_out(scene, kube, world, operator):
+    from mayanode_operator.api import naming
+    from mayanode_operator.backup import generate_identity
+
+    node = scene["nodes"][BACKUP_NS]
+    identity, recipient = generate_identity()
+    kube.core.create_namespaced_secret(BACKUP_NS, {"metadata": {"name": "age-identity"},
+                                                   "stringData": {"identity": identity}})
+    location = {"secret": {}, "encryption": {"recipients": [recipient], "identitySecret": {"name": "age-identity"}}}
+    order = GateOrder(BACKUP_NS)
+    world.sandbox.api.add_request_hook(order)
+    try:
+        kube.apply(mayanode_manifest(node, version=NEW, backup={"afterChurn": False, "location": location},
+                                     **upgrade_spec(gates={"preUpgradeBackup": True})))
+        try:
+            assert order.holding.wait(30), dump(kube.mayanode(BACKUP_NS, BACKUP_NS).get("status"))
+
+            def waiting_for_backup():                  # the backup is still InProgress: the upgrade waits, and says so
+                body = kube.mayanode(BACKUP_NS, BACKUP_NS)
+                cond = condition(body, "UpgradeBlocked")
+                assert (cond.get("status"), cond.get("reason")) == ("True", "WaitingForBackup"), \
+                    dump(body.get("status"))
+                return body
+            body = eventually(waiting_for_backup, timeout=15, message=lambda: operator.log_text()[-3000:])
+            name = body["status"]["upgrade"]["current"]["backupName"]
+            assert body["status"]["upgrade"]["state"] == "Blocked"
+            assert body["status"]["upgrade"]["gate"]["name"] == "PreUpgradeBackup"
+            assert name in condition(body, "UpgradeBlocked")["message"]
+            assert kube.get_custom(naming.NODEBACKUP_PLURAL, BACKUP_NS, name)["status"]["phase"] == "InProgress"
+            time.sleep(1.0)
+            assert [kind for kind, _ in order.snapshot() if kind == "image"] == [], "no image change before the backup"
+        finally:
+            order.release.set()
+
+        def done():
+            entries = history(kube, BACKUP_NS)
+            assert entries and entries[-1]["result"] == "Succeeded", \
+                dump(kube.mayanode(BACKUP_NS, BACKUP_NS).get("status"))
+            return entries[-1]
+        last = eventually(done, timeout=60, message=lambda: operator.log_text()[-3000:])
+    finally:
+        world.sandbox.api.remove_request_hook(order)
+    assert last["from"] == OLD and last["to"] == NEW
+    entries = order.snapshot()
+    kinds = [kind for kind, _ in entries]
+
+    # The operator made the backup itself, once, named for the target and the current vault (a fresh one) …
+    created = [value for kind, value in entries if kind == "backup-created"]
+    churn = (kube.mayanode(BACKUP_NS, BACKUP_NS)["status"].get("network") or {}).get("lastChurnHeight")
+    fresh_for = f"-c{churn}" if churn is not None else ""           # no churn seen yet: any new backup is fresh
+    assert created == [(f"{BACKUP_NS}-preupgrade-1-112-0{fresh_for}", "PreUpgrade")], entries
+    assert created[0][0] == name
+    backup = kube.get_custom(naming.NODEBACKUP_PLURAL, BACKUP_NS, name)
+    assert backup["spec"]["nodeRef"]["name"] == BACKUP_NS and backup["status"]["phase"] == "Completed"
+    assert condition(backup, "Verified")["status"] == "True", dump(backup["status"])
+
+    # … and said why it waited, with no image changed meanwhile …
+    completed = entries.index(("backup-phase", (name, "Completed")))
+    first_image = kinds.index("image")
+    waiting = [value for kind, value in entries[:completed] if kind == "gate" and value[0] == "Blocked"]
+    assert waiting, entries
+    for state, gate, reason, cond_status, cond_reason, message in waiting:
+        assert (gate, cond_status) == ("PreUpgradeBackup", "True"), waiting
+        assert reason == cond_reason and reason in ("CreatingBackup", "WaitingForBackup"), waiting
+        assert name in message and message.startswith("PreUpgradeBackup"), waiting
+
+    # … until the backup was Completed: only then the rollout, mayanode first.
+    assert completed < first_image, entries
+    assert [value for kind, value in entries if kind == "image"] == ["mayanode", "bifrost"], entries
+    assert not [value for kind, value in entries[completed:] if kind == "gate" and value[0] == "Blocked"], entries
+    reasons = [e["reason"] for e in kube.events(BACKUP_NS, BACKUP_NS)]
+    assert "PreUpgradeBackupRequested" in reasons and "UpgradeSucceeded" in reasons
+    assert scene["watch"].max_seen[BACKUP_NS] == 1
+    assert world.mocknet.double_signs == []

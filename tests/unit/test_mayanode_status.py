@@ -193,3 +193,93 @@ def restore(name, node, phase=None, created="2026-11-21T10:00:00Z", deleting=Fal
 ])
 def test_active_restore_locks_the_workloads(restores, expected):
     assert active_restore_for("node-a", restores) == expected
+
+
+# ---- the network's height (spec.api.networkRpc) -----------------------------------------------------------
+from mayanode_operator.metrics import node_samples  # noqa: E402
+from mayanode_operator.plan.mayanode_status import network_height  # noqa: E402
+
+CHAIN_ID = "mayachain-mainnet-v1"
+OWN = ChainStatus(1000, False, chain_id=CHAIN_ID)
+
+
+def peer(height, catching_up=False, chain_id=CHAIN_ID):
+    return ChainStatus(height, catching_up, chain_id=chain_id)
+
+
+@pytest.mark.parametrize("own,sources,expected", [
+    (OWN, (), None),                                                        # none configured
+    (OWN, (peer(1004),), 1004),
+    (OWN, (peer(1004), peer(1006), peer(1005)), 1006),                      # the highest in-sync source
+    (OWN, (peer(1004), peer(2000, catching_up=True)), 1004),               # a syncing source knows no head
+    (OWN, (peer(2000, catching_up=True),), None),
+    (OWN, (peer(1004), peer(9_000_000, chain_id="mayachain-stagenet-v2")), 1004),   # another network
+    (OWN, (peer(1004, chain_id=""),), None),                               # cannot tell its chain
+    (OWN, (peer(990),), 990),                                               # a source behind the node (lag 0)
+    (ChainStatus(1000, False), (peer(1004),), 1004),                        # the node's chain id unknown
+    (None, (peer(1004),), 1004),                                            # the node does not answer
+])
+def test_network_height_table(own, sources, expected):
+    assert network_height(own, sources) == expected
+
+
+def with_network(height=1000, *sources, catching_up=False):
+    return replace(HEALTHY, api=replace(HEALTHY.api, chain=ChainStatus(height, catching_up, chain_id=CHAIN_ID),
+                                        network_rpc=tuple(sources)))
+
+
+def lag_samples(status):
+    return {s.metric: s.value for s in node_samples(status)
+            if s.metric in ("mayanode_node_height", "mayanode_node_network_height", "mayanode_node_height_lag_blocks")}
+
+
+def test_network_height_is_in_status_and_feeds_the_lag_metric():
+    plan = plan_mayanode_status(INPUTS, with_network(1000, peer(1007)), {}, NOW)
+    assert plan.status["chain"] == {"height": 1000, "catchingUp": False, "networkHeight": 1007,
+                                    "heightObservedAt": "2026-11-21T10:00:00Z"}
+    assert lag_samples(plan.status) == {"mayanode_node_height": 1000.0, "mayanode_node_network_height": 1007.0,
+                                        "mayanode_node_height_lag_blocks": 7.0}
+    without = plan_mayanode_status(INPUTS, with_network(1000), {}, NOW)
+    assert "networkHeight" not in without.status["chain"]
+    assert lag_samples(without.status) == {"mayanode_node_height": 1000.0}      # no invented lag
+
+
+@pytest.mark.parametrize("later,seconds,expected_chain", [
+    # the network moves alone: nothing written before the refresh interval …
+    (with_network(1000, peer(1012)), 30, None),
+    # … the node and the network move: still nothing before the interval
+    (with_network(1005, peer(1012)), 30, None),
+    # the source stops answering between two refreshes: what is on record stays
+    (with_network(1005), 30, None),
+    # at the refresh both heights are rewritten together, from one observation
+    (with_network(1005, peer(1012)), 61,
+     {"height": 1005, "networkHeight": 1012, "heightObservedAt": "2026-11-21T10:01:01Z"}),
+    # at the refresh a source that does not answer removes the network height (no stale lag)
+    (with_network(1005), 61, {"height": 1005, "networkHeight": None, "heightObservedAt": "2026-11-21T10:01:01Z"}),
+    # a sync flip rewrites at once, the network height with it
+    (with_network(990, peer(1012), catching_up=True), 5,
+     {"height": 990, "catchingUp": True, "networkHeight": 1012, "heightObservedAt": "2026-11-21T10:00:05Z"}),
+])
+def test_network_height_is_rewritten_only_with_the_height(later, seconds, expected_chain):
+    first = plan_mayanode_status(INPUTS, with_network(1000, peer(1003)), {}, NOW)
+    plan = plan_mayanode_status(INPUTS, later, first.status, NOW + timedelta(seconds=seconds))
+    assert plan.patch.get("chain") == expected_chain
+
+
+def test_a_spec_change_refreshes_the_heights_in_the_write_it_makes_anyway():
+    first = plan_mayanode_status(INPUTS, with_network(1000), {}, NOW)          # networkRpc not configured yet
+    configured = plan_mayanode_status(replace(INPUTS, generation=4), with_network(1002, peer(1004)), first.status,
+                                      NOW + timedelta(seconds=10))
+    assert configured.patch["observedGeneration"] == 4
+    assert configured.patch["chain"] == {"height": 1002, "networkHeight": 1004,
+                                         "heightObservedAt": "2026-11-21T10:00:10Z"}
+    idle = plan_mayanode_status(replace(INPUTS, generation=4), with_network(1003, peer(1006)), configured.status,
+                                NOW + timedelta(seconds=20))
+    assert idle.patch == {}                                                      # and idle again afterwards
+
+
+def test_network_height_is_kept_while_the_node_api_is_down():
+    first = plan_mayanode_status(INPUTS, with_network(1000, peer(1003)), {}, NOW)
+    down = replace(HEALTHY, api=NodeApiObservation(errors=DOWN, network_rpc=(peer(1100),)))
+    plan = plan_mayanode_status(INPUTS, down, first.status, NOW + timedelta(seconds=90))
+    assert plan.status["chain"] == first.status["chain"] and "chain" not in plan.patch

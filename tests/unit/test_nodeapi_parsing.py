@@ -54,6 +54,13 @@ def test_version_and_status():
     chain = parse_rpc_status({"result": {"sync_info": {"latest_block_height": "197675", "catching_up": False},
                                          "validator_info": {"address": "1AADB9E5", "voting_power": "100"}}})
     assert chain.height == 197675 and not chain.catching_up and chain.validator_address == "1AADB9E5"
+    assert chain.chain_id == ""                                     # node_info absent: chain id unknown
+
+
+def test_rpc_status_reads_the_chain_id():
+    chain = parse_rpc_status({"result": {"node_info": {"network": "mayachain-mainnet-v1", "moniker": "x"},
+                                         "sync_info": {"latest_block_height": "10", "catching_up": True}}})
+    assert (chain.height, chain.catching_up, chain.chain_id) == (10, True, "mayachain-mainnet-v1")
 
 
 def test_mimir_upper_cases_and_refuses_non_integers():

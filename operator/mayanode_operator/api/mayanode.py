@@ -148,6 +148,13 @@ class ApiSpec(SpecModel):
     rpc: HttpURL | None = Field(
         None, description="The CometBFT RPC base URL. Absent: `http://mayanode.<namespace>.svc:27147`.")
     timeout_seconds: int = Field(5, ge=1, le=60, description="Timeout of one request to the node API.")
+    network_rpc: list[HttpURL] = Field(
+        default_factory=list, max_length=8,
+        description="CometBFT RPC base URLs of other nodes of the same network (a public RPC endpoint of the network, "
+                    "or a full node you run) to read the network's height from: `status.chain.networkHeight` is the "
+                    "highest `latest_block_height` among those that answer `/status`, are not catching up and report "
+                    "the node's chain id. It feeds the height-lag metric and the upgrade sync gate. Empty: the "
+                    "network's height is not observed.")
 
 
 class ObserveSpec(SpecModel):
@@ -574,7 +581,10 @@ class ChainStatus(StatusModel):
     height: int | None = Field(None, ge=0, description="The node's latest block height (refreshed at most every "
                                                        "heightObservedAt interval unless the sync state flips).")
     catching_up: bool | None = Field(None, description="The node is still syncing.")
-    network_height: int | None = Field(None, ge=0, description="The network's height, when known from elsewhere.")
+    network_height: int | None = Field(
+        None, ge=0, description="The network's height from `spec.api.networkRpc` (the highest height among the "
+                                "endpoints on the node's chain that are not catching up), observed with `height`. "
+                                "Absent when no endpoint is configured or none answered.")
     height_observed_at: datetime | None = Field(None, description="When `height` was last refreshed.")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -79,7 +80,12 @@ class _ValidatorInfoDoc(_Lenient):
     address: str = ""
 
 
+class _NodeInfoDoc(_Lenient):
+    network: str = ""
+
+
 class _StatusResultDoc(_Lenient):
+    node_info: _NodeInfoDoc | None = None
     sync_info: _SyncInfoDoc
     validator_info: _ValidatorInfoDoc | None = None
 
@@ -184,6 +190,7 @@ def parse_rpc_status(doc: Any) -> ChainStatus:
         height=status.result.sync_info.latest_block_height,
         catching_up=status.result.sync_info.catching_up,
         validator_address=info.address if info else "",
+        chain_id=status.result.node_info.network if status.result.node_info else "",
     )
 
 
@@ -218,13 +225,19 @@ def parse_asgard(doc: Any) -> Vault | None:
 
 
 class NodeApi:
-    """The routes one MayaNode reconcile reads, fetched concurrently."""
+    """The routes one MayaNode reconcile reads, fetched concurrently.
 
-    def __init__(self, session: aiohttp.ClientSession, rest_url: str, rpc_url: str, timeout: float) -> None:
+    `network_rpc`: CometBFT RPC base URLs of other nodes of the same network (`spec.api.networkRpc`); their
+    `/status` is read alongside the node's own, for the network's height (chosen by the status planner).
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, rest_url: str, rpc_url: str, timeout: float,
+                 network_rpc: Sequence[str] = ()) -> None:
         self._session = session
         self._rest = rest_url.rstrip("/")
         self._rpc = rpc_url.rstrip("/")
         self._timeout = timeout
+        self._network_rpc = tuple(str(url).rstrip("/") for url in network_rpc)
 
     async def observe(self, node_address: str | None) -> NodeApiObservation:
         routes: dict[str, tuple[str, Any]] = {
@@ -237,7 +250,9 @@ class NodeApi:
         if node_address:
             routes["node"] = (f"{self._rest}/mayachain/node/{node_address}", parse_node_account)
         names = list(routes)
-        outcomes = await asyncio.gather(*(self._fetch(*routes[name]) for name in names))
+        network_rpc = [(f"{url}/status", parse_rpc_status) for url in self._network_rpc]
+        outcomes = await asyncio.gather(*(self._fetch(*route) for route in [*(routes[n] for n in names), *network_rpc]))
+        outcomes, network_outcomes = outcomes[:len(names)], outcomes[len(names):]
         results: dict[str, Any] = {}
         errors: list[EndpointError] = []
         for name, (value, failure) in zip(names, outcomes):
@@ -245,6 +260,12 @@ class NodeApi:
                 results[name] = value
             else:
                 errors.append(EndpointError(name, failure.reason, failure.message))
+        peers: list[ChainStatus] = []
+        for value, failure in network_outcomes:
+            if failure is None:
+                peers.append(value)
+            else:
+                errors.append(EndpointError("networkRpc", failure.reason, failure.message))
         version = results.get("version")
         network = NetworkObservation(
             current_version=(version.current or None) if version else None,
@@ -255,7 +276,8 @@ class NodeApi:
             vault=results.get("asgard"),
         )
         return NodeApiObservation(
-            network=network, account=results.get("node"), chain=results.get("status"), errors=tuple(errors)
+            network=network, account=results.get("node"), chain=results.get("status"), errors=tuple(errors),
+            network_rpc=tuple(peers),
         )
 
     async def _fetch(self, url: str, parse: Any) -> tuple[Any, EndpointFailure | None]:

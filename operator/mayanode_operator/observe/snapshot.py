@@ -86,9 +86,12 @@ class NodeAccount:
 
 @dataclass(frozen=True)
 class ChainStatus:
+    """What a CometBFT RPC `/status` says: the node's own, or one of `spec.api.networkRpc`'s."""
+
     height: int
     catching_up: bool
     validator_address: str = ""
+    chain_id: str = ""                    # `node_info.network`; "" when not reported
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,7 @@ class NodeApiObservation:
     account: NodeAccount | None = None
     chain: ChainStatus | None = None
     errors: tuple[EndpointError, ...] = ()
+    network_rpc: tuple[ChainStatus, ...] = ()   # answers of the `spec.api.networkRpc` endpoints' `/status`, in order
 
     def error_for(self, endpoint: str) -> EndpointError | None:
         return next((err for err in self.errors if err.endpoint == endpoint), None)

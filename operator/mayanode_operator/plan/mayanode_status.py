@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..observe.snapshot import EndpointError, MayaNodeObservation, WorkloadObservation
+from ..observe.snapshot import ChainStatus, EndpointError, MayaNodeObservation, WorkloadObservation
 from .conditions import Condition, condition_status, merge_conditions
 from .events import EventSpec
 from .halts import describe_halt, halts_in_effect
@@ -55,7 +55,8 @@ def plan_mayanode_status(
         "version": api.network.querier_version or observed.mayanode.version,
         "targetVersion": inputs.target_version,
         "node": _node_status(observed, inputs.node_address),
-        "chain": _chain_status(observed, previous.get("chain"), now, inputs.height_refresh_seconds),
+        "chain": _chain_status(observed, previous.get("chain"), now, inputs.height_refresh_seconds,
+                               spec_changed=bool(previous) and previous.get("observedGeneration") != inputs.generation),
         "network": _network_status(observed, halts, previous.get("network")),
         "workloads": {
             "mayanode": _workload_status(observed.mayanode),
@@ -190,14 +191,30 @@ def _node_status(observed: MayaNodeObservation, address: str | None) -> dict[str
     }
 
 
+def network_height(chain: ChainStatus | None, sources: Iterable[ChainStatus]) -> int | None:
+    """The network's height from the answers of `spec.api.networkRpc`: the highest among the endpoints that are in
+    sync and on the node's chain. An endpoint still catching up does not know the network's head; one that reports
+    another chain id (a testnet endpoint for a mainnet node) says nothing about this network. None: no endpoint
+    qualifies (none configured, none answered), so the height lag is unknown rather than invented."""
+    own_chain = chain.chain_id if chain else ""
+    heights = [source.height for source in sources
+               if not source.catching_up and (not own_chain or source.chain_id == own_chain)]
+    return max(heights, default=None)
+
+
 def _chain_status(observed: MayaNodeObservation, previous: Mapping[str, Any] | None, now: datetime,
-                  refresh_seconds: float) -> dict[str, Any] | None:
-    """Height moves every block; rewrite it at most every `refresh_seconds` unless sync state flips."""
+                  refresh_seconds: float, spec_changed: bool = False) -> dict[str, Any] | None:
+    """Heights move every block; rewrite them at most every `refresh_seconds` unless the sync state flips (or the
+    spec changed: that pass writes the status anyway). The node's and the network's height are one snapshot,
+    observed together, so their difference (the lag) is never mixed from two moments."""
     chain = observed.api.chain
     if chain is None:
         return dict(previous) if previous else None
-    fresh = {"height": chain.height, "catchingUp": chain.catching_up, "heightObservedAt": iso(now)}
-    if not previous or previous.get("catchingUp") != chain.catching_up:
+    fresh: dict[str, Any] = {"height": chain.height, "catchingUp": chain.catching_up, "heightObservedAt": iso(now)}
+    network = network_height(chain, observed.api.network_rpc)
+    if network is not None:
+        fresh["networkHeight"] = network
+    if not previous or spec_changed or previous.get("catchingUp") != chain.catching_up:
         return fresh
     try:
         last = datetime.strptime(str(previous.get("heightObservedAt")), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=now.tzinfo)

@@ -27,6 +27,7 @@ from ..api.mayanode import AdoptionMode, NodeActionType, UpgradeStep
 from ..observe.nodeapi import EndpointFailure, fetch_json
 from ..plan.conditions import Condition
 from ..plan.events import EventSpec
+from ..plan.mayanode_status import network_height as plan_network_height
 from ..plan.node_actions import upsert_record
 from ..plan.patches import without_nulls
 from ..plan.transactions import TxRequest, may_have_been_broadcast
@@ -212,7 +213,10 @@ class UpgradeFacet:
         if node_status == "Active" and gates_spec.churn.avoid_while_active and not flag_day:
             churn_in_progress = await _migration_under_way(ctx, rest, timeout)
         chain = api.chain
-        chain_network_height = (ctx.status.get("chain") or {}).get("networkHeight")
+        # The network's height as observed in this pass (spec.api.networkRpc), else the last one on record.
+        chain_network_height = plan_network_height(chain, api.network_rpc)
+        if chain_network_height is None:
+            chain_network_height = (ctx.status.get("chain") or {}).get("networkHeight")
         heights = [h for h in (network_height, chain_network_height) if isinstance(h, int)]
         return evaluate_gates(GateInputs(
             target=str(target), running=observed.mayanode.version or api.network.querier_version,

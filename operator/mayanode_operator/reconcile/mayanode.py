@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from .. import metrics
 from ..api import naming
 from ..api.models import MayaNodeSpec
-from ..observe.kube import observe_workload
+from ..observe.kube import observe_workloads
 from ..observe.nodeapi import NodeApi
 from ..observe.snapshot import MayaNodeObservation
 from ..plan.conditions import Condition, merge_conditions
@@ -104,10 +104,11 @@ async def run_facet(facet: Facet, ctx: NodeContext) -> FacetOutcome:
 
 async def observe_mayanode(runtime: Runtime, namespace: str, spec: MayaNodeSpec) -> MayaNodeObservation:
     node_api = NodeApi(runtime.http, spec.rest_url(namespace), spec.rpc_url(namespace),
-                       float(spec.api.timeout_seconds or runtime.config.node_api_timeout_seconds))
-    mayanode, bifrost, api = await asyncio.gather(
-        observe_workload(runtime.kube, namespace, spec.mayanode.deployment, spec.mayanode.container),
-        observe_workload(runtime.kube, namespace, spec.bifrost.deployment, spec.bifrost.container),
+                       float(spec.api.timeout_seconds or runtime.config.node_api_timeout_seconds),
+                       network_rpc=[str(url) for url in spec.api.network_rpc])
+    (mayanode, bifrost), api = await asyncio.gather(
+        observe_workloads(runtime.kube, namespace, [(spec.mayanode.deployment, spec.mayanode.container),
+                                                    (spec.bifrost.deployment, spec.bifrost.container)]),
         node_api.observe(spec.node_address),
     )
     return MayaNodeObservation(mayanode=mayanode, bifrost=bifrost, api=api)

@@ -472,3 +472,48 @@ def test_exec_with_the_official_client(api, ns, server):
     with pytest.raises(ApiException) as err:
         stream(core.connect_get_namespaced_pod_exec, "ghost", ns, command=["true"], stdout=True)
     assert "Handshake status 404" in str(err.value) and 'pods \\"ghost\\" not found' in str(err.value)
+
+
+@pytest.mark.parametrize("command,stdin", [(["cat"], b"hello\n"), (["fail", "3"], None)])
+def test_exec_completes_the_websocket_close_handshake(api, ns, server, command, stdin):
+    """Like a real API server, the emulator sends its close frame (1000) after the final Status, then waits for the
+    client's close reply before it closes the connection: no hang-up before the reply, no reset after it."""
+    import select
+    import struct
+    from urllib.parse import urlencode
+
+    import websocket
+
+    server.server.set_exec_handler(_Echo())
+    core = client.CoreV1Api(api)
+    core.create_namespaced_pod(ns, _pod("closer"))
+    core.patch_namespaced_pod_status("closer", ns, {"status": {"phase": "Running"}})
+    query = urlencode([*(("command", c) for c in command), ("container", "main"), ("stdout", "true"),
+                       ("stderr", "true"), ("stdin", "true" if stdin is not None else "false")])
+    ws = websocket.WebSocket()
+    ws.connect(f"{server.url.replace('http', 'ws', 1)}/api/v1/namespaces/{ns}/pods/closer/exec?{query}",
+               subprotocols=["v5.channel.k8s.io"], timeout=5)
+    try:
+        if stdin is not None:
+            ws.send_binary(bytes([0]) + stdin)
+            ws.send_binary(bytes([255, 0]))                      # v5: close stdin
+        channels: dict[int, bytes] = {}
+        while True:
+            frame = ws.recv_frame()                               # raw frames: no automatic close reply
+            if frame.opcode == websocket.ABNF.OPCODE_CLOSE:
+                break
+            if frame.opcode == websocket.ABNF.OPCODE_BINARY and frame.data:
+                channels[frame.data[0]] = channels.get(frame.data[0], b"") + frame.data[1:]
+        assert struct.unpack("!H", frame.data[:2])[0] == 1000, frame.data
+        status = json.loads(channels[3])
+        assert status["status"] == ("Success" if stdin is not None else "Failure"), status
+        if stdin is not None:
+            assert channels[1] == b"HELLO\n"
+        # The server waits for our reply: the connection stays open (no EOF, no reset) meanwhile.
+        readable, _, _ = select.select([ws.sock], [], [], 0.3)
+        assert readable == [], "the server hung up before the client's close reply"
+        ws.send_close(1000)
+        ws.sock.settimeout(5)
+        assert ws.sock.recv(1) == b"", "after the close reply the server closes the connection cleanly"
+    finally:
+        ws.shutdown()

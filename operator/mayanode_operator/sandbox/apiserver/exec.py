@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io", "base64.channel.k8s.io")
+CLOSE_TIMEOUT = 5.0     # seconds to wait for the client's close reply before the connection is dropped anyway
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,8 @@ async def serve_exec(request: web.Request, pod: dict, handler: ExecHandler | Non
     if handler is None:
         raise ApiError(500, "InternalError", "unable to upgrade connection: no exec handler is configured")
     protocol = choose_protocol(request.headers.get("Sec-WebSocket-Protocol", ""))
-    ws = web.WebSocketResponse(protocols=(protocol,) if protocol else (), max_msg_size=0, autoping=True)
+    ws = web.WebSocketResponse(protocols=(protocol,) if protocol else (), max_msg_size=0, autoping=True,
+                               timeout=CLOSE_TIMEOUT)
     await ws.prepare(request)
     use_base64 = protocol == "base64.channel.k8s.io"
     exec_request = ExecRequest(namespace=pod["metadata"]["namespace"], pod=pod["metadata"]["name"],
@@ -166,11 +168,22 @@ async def serve_exec(request: web.Request, pod: dict, handler: ExecHandler | Non
             await send(ERROR, json.dumps(status).encode())
         elif status["status"] != "Success":
             await send(ERROR, status["message"].encode())
+        # The close handshake, as a real API server does it: our close frame (1000), then the peer's close
+        # reply (awaited up to CLOSE_TIMEOUT), then the connection closes. The stdin pump must stop first:
+        # aiohttp's close() with another task waiting in receive() wakes that task with a "closing" message
+        # and then drops the transport without waiting for the peer's reply.
+        await _stop(reader)
         await ws.close()
     finally:
-        reader.cancel()
-        try:
-            await reader
-        except (asyncio.CancelledError, Exception):   # noqa: BLE001
-            pass
+        await _stop(reader)
     return ws
+
+
+async def _stop(task: asyncio.Task) -> None:
+    if task.done():
+        return
+    task.cancel()
+    try:
+        await task
+    except (asyncio.CancelledError, Exception):   # noqa: BLE001
+        pass
