@@ -1,10 +1,12 @@
-"""`mayanode-operator backup export | import | describe`.
+"""`mayanode-operator backup export | import | describe | verify`.
 
     backup export NAME -n NS -o FILE     the encrypted archive + public manifest, as one file
     backup import FILE -n NS [--node N]  upload it to the target MayaNode's backup location and register a
                                          NodeBackup (reason Imported) pointing at it; the operator checks and
                                          verifies it there
     backup describe NAME -n NS           what the backup holds, where, its conditions and events, and what to do next
+    backup verify NAME -n NS -i FILE     decrypt with an age identity file and check the archive: digests, items,
+    backup verify --file F -i FILE       consensus key and node address (and the chain, when its API answers)
 
 The archive stays encrypted end to end: export reads the stored ciphertext and checks its sha256 against
 the NodeBackup's status; import checks the file's own digest, uploads the same bytes, and the operator
@@ -25,11 +27,11 @@ from typing import Any
 
 from .api import naming
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 
 
 def add_backup_commands(commands: Any) -> None:
-    backup = commands.add_parser("backup", help="export, import and describe NodeBackups")
+    backup = commands.add_parser("backup", help="export, import, describe and verify NodeBackups")
     sub = backup.add_subparsers(dest="backup_command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
@@ -55,6 +57,23 @@ def add_backup_commands(commands: Any) -> None:
     describe.add_argument("name", help="the NodeBackup")
     common(describe)
     describe.set_defaults(handler=cmd_describe)
+
+    verify = sub.add_parser(
+        "verify", help="decrypt a backup with an age identity file and check it: digests, expected items, consensus "
+                       "key and node address; exit 0 verified, 1 failed, 3 incomplete (the chain could not be asked)")
+    verify.add_argument("name", nargs="?", help="the NodeBackup (with -n); or give --file instead")
+    verify.add_argument("-f", "--file", help="a file written by `backup export` (- for stdin), checked offline")
+    verify.add_argument("-i", "--identity", required=True,
+                        help="an age identity file (AGE-SECRET-KEY-1…, as age-keygen writes it) matching a recipient")
+    verify.add_argument("--node-address", help="the node address (maya1…) the backup must be of")
+    verify.add_argument("--node-api", help="a node REST API to check the consensus key and key shares against the "
+                                           "chain (e.g. http://localhost:1317 after kubectl port-forward); default: "
+                                           "the MayaNode's spec.api for a NodeBackup, none for a file")
+    verify.add_argument("--offline", action="store_true", help="do not ask any node API")
+    verify.add_argument("-n", "--namespace", help="the namespace of the NodeBackup")
+    verify.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
+    verify.add_argument("--context", help="kubeconfig context")
+    verify.set_defaults(handler=cmd_verify)
 
 
 class CliError(Exception):
@@ -88,6 +107,9 @@ async def _location_of(kube: Any, body: Mapping[str, Any]) -> Mapping[str, Any]:
     spec = body.get("spec") or {}
     if spec.get("location"):
         return spec["location"]
+    recorded = ((body.get("status") or {}).get("archive") or {}).get("location")
+    if recorded:
+        return recorded
     namespace = (body.get("metadata") or {}).get("namespace")
     node = await kube.get_custom(naming.MAYANODE_PLURAL, namespace, (spec.get("nodeRef") or {}).get("name"))
     location = (((node or {}).get("spec") or {}).get("backup") or {}).get("location")
@@ -293,6 +315,12 @@ def next_step(body: Mapping[str, Any]) -> str:
     completed, verified = conds.get("Completed") or {}, conds.get("Verified") or {}
     recreate = (f"kubectl delete nodebackup {name} -n {ns} && kubectl apply -f <the NodeBackup manifest>  "
                 f"# or a new name")
+    blocked = conds.get("DeletionBlocked") or {}
+    if meta.get("deletionTimestamp") and blocked.get("status") == "True":
+        if blocked.get("reason") == "RestoreInProgress":
+            return "kubectl get noderestores -A  # the deletion goes on once the restore named in DeletionBlocked ends"
+        return (f"fix the store (see DeletionBlocked), or keep the archive: kubectl patch nodebackup {name} -n {ns} "
+                f"--type merge -p '{{\"spec\":{{\"deletionPolicy\":\"Retain\"}}}}'")
     if phase in (None, "New", "InProgress"):
         return f"wait: kubectl get nodebackup {name} -n {ns} -w"
     if phase == "Failed":
@@ -321,6 +349,19 @@ def next_step(body: Mapping[str, Any]) -> str:
     return f"mayanode-operator backup export {name} -n {ns} -o {name}.mayabackup  # keep a copy off-cluster"
 
 
+def _deletion_text(body: Mapping[str, Any]) -> str:
+    spec, meta = body.get("spec") or {}, body.get("metadata") or {}
+    policy = spec.get("deletionPolicy") or "Retain"
+    text = f"{policy} (deleting the NodeBackup " + ("deletes the archive)" if policy == "Delete" else "keeps the archive)")
+    if meta.get("deletionTimestamp"):
+        blocked = next((c for c in (body.get("status") or {}).get("conditions") or []
+                        if c.get("type") == "DeletionBlocked" and c.get("status") == "True"), None)
+        text += f"; being deleted since {meta['deletionTimestamp']}"
+        if blocked:
+            text += f", waiting: {blocked.get('message')}"
+    return text
+
+
 def describe_text(body: Mapping[str, Any], events: list[Mapping[str, Any]]) -> str:
     meta, spec, status = body.get("metadata") or {}, body.get("spec") or {}, body.get("status") or {}
     archive, node = status.get("archive") or {}, status.get("node") or {}
@@ -337,6 +378,7 @@ def describe_text(body: Mapping[str, Any], events: list[Mapping[str, Any]]) -> s
         f"Started:      {status.get('startedAt') or '<n/a>'}",
         f"Completed:    {status.get('completedAt') or '<n/a>'}",
         f"Expires:      {status.get('expiresAt') or ('never (no spec.ttl)' if not spec.get('ttl') else '<n/a>')}",
+        f"Deletion:     {_deletion_text(body)}",
         "",
         "Archive:",
     ]
@@ -410,6 +452,178 @@ def cmd_describe(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     sys.stdout.write(text)
     return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------------
+# verify
+# --------------------------------------------------------------------------------------------------
+def _default_node_spec() -> Any:
+    """node-launcher's names (Secrets, homes), for a file whose MayaNode is not at hand."""
+    from .api.mayanode import MayaNodeSpec
+
+    return MayaNodeSpec.model_validate({"network": "mainnet"})
+
+
+async def _chain(rest_url: str, node_address: str | None, timeout: float = 5.0) -> Any:
+    """What the node API at `rest_url` says about the node (ChainFacts; unreachable is a fact too)."""
+    import aiohttp
+
+    from .observe.nodeapi import NodeApi
+    from .reconcile.nodebackup import chain_facts
+
+    async with aiohttp.ClientSession() as session:
+        observation = await NodeApi(session, rest_url, rest_url, timeout).observe(node_address)
+    return chain_facts(observation, node_address)
+
+
+async def verify_exported(bundle: bytes, identity: str, *, node_address: str | None = None,
+                          node_api: str | None = None) -> tuple[str, Any]:
+    """(what was verified, VerifyResult) for an export file: its own digests, decryption, every item against the
+    encrypted manifest and the file's public manifest, the expected items, the consensus key and node address;
+    the chain only when `node_api` is given."""
+    from .backup import BackupError, import_bundle, open_sealed, sha256_hex
+    from .plan.backup_verify import VerifyResult, failure_from_error, offline_required, verify_backup
+
+    try:
+        ciphertext, public, meta = import_bundle(bundle)
+    except BackupError as err:
+        return "the export file", failure_from_error(err)
+    subject = f"exported NodeBackup {meta.get('namespace') or '?'}/{meta.get('name') or '?'} " \
+              f"(sha256 {sha256_hex(ciphertext)[:16]}…)"
+    try:
+        manifest, items = open_sealed(ciphertext, identity, sha256_hex(ciphertext))
+    except BackupError as err:
+        return subject, failure_from_error(err)
+    inner, outer = manifest.meta, meta.get("node") or {}
+    for key in ("consensusPubKey", "address", "vaultPubKey"):
+        inner_key = "nodeAddress" if key == "address" else key
+        if outer.get(key) and inner.get(inner_key) and outer[key] != inner[inner_key]:
+            return subject, VerifyResult("False", "ManifestMismatch",
+                                         f"the file's public metadata says {key} {outer[key]}, the encrypted manifest "
+                                         f"says {inner[inner_key]}")
+    required, mnemonic = offline_required(manifest, _default_node_spec(), missing=meta.get("missing") or [])
+    address = node_address or inner.get("nodeAddress")
+    chain = await _chain(node_api, address) if node_api else None
+    return subject, verify_backup(manifest, items, recorded=public.get("items") or [], required=required, chain=chain,
+                                  mnemonic_item=mnemonic, captured_vault=inner.get("vaultPubKey"),
+                                  expected_node_address=node_address)
+
+
+async def verify_in_cluster(kube: Any, namespace: str, name: str, identity: str, *, node_address: str | None = None,
+                            node_api: str | None = None, offline: bool = False) -> tuple[str, Any]:
+    """(what was verified, VerifyResult) for a NodeBackup: the stored archive against the digest in its status,
+    decryption, the items against the status, the expected items of its MayaNode, the consensus key and node
+    address, and the chain (the MayaNode's API, or `node_api`) unless `offline`."""
+    from pydantic import ValidationError
+
+    from .api.mayanode import MayaNodeSpec
+    from .backup import BackupError, open_sealed
+    from .plan.backup_verify import failure_from_error, offline_required, required_item_names, verify_backup
+
+    body = await kube.get_custom(naming.NODEBACKUP_PLURAL, namespace, name)
+    if body is None:
+        raise CliError(f"NodeBackup {namespace}/{name} not found")
+    spec, status = body.get("spec") or {}, body.get("status") or {}
+    archive = status.get("archive") or {}
+    if not archive.get("key") or not archive.get("sha256"):
+        raise CliError(f"NodeBackup {namespace}/{name} is {status.get('phase') or 'New'} and has no stored archive "
+                       f"to verify")
+    subject = f"NodeBackup {namespace}/{name} ({archive.get('uri')}, sha256 {str(archive['sha256'])[:16]}…)"
+    try:
+        store = await _store(kube, await _location_of(kube, body), namespace)
+        manifest, items = open_sealed(await store.get(str(archive["key"])), identity, str(archive["sha256"]))
+    except BackupError as err:
+        return subject, failure_from_error(err)
+    node_body = await kube.get_custom(naming.MAYANODE_PLURAL, namespace, str((spec.get("nodeRef") or {}).get("name")))
+    node_spec = None
+    if node_body is not None:
+        try:
+            node_spec = MayaNodeSpec.model_validate(node_body.get("spec") or {})
+        except ValidationError:
+            node_spec = None
+    missing = status.get("missing") or []
+    if node_spec is not None:
+        required, mnemonic = required_item_names(node_spec, vault=(status.get("node") or {}).get("vaultPubKey"),
+                                                 missing=missing, imported=spec.get("source") is not None)
+    else:
+        required, mnemonic = offline_required(manifest, _default_node_spec(), missing=missing)
+    expected = node_address or (node_spec.node_address if node_spec is not None else None)
+    chain = None
+    rest = node_api or (node_spec.rest_url(namespace) if node_spec is not None else None)
+    if not offline and rest:
+        chain = await _chain(rest, expected or manifest.meta.get("nodeAddress"))
+    return subject, verify_backup(manifest, items, recorded=status.get("items") or [], required=required, chain=chain,
+                                  mnemonic_item=mnemonic, captured_vault=(status.get("node") or {}).get("vaultPubKey"),
+                                  expected_node_address=expected)
+
+
+def _read_identity(path: str) -> str:
+    from .backup import validate_identity
+
+    if path == "-":
+        text = sys.stdin.read()
+    else:
+        target = Path(path)
+        try:
+            mode = target.stat().st_mode
+            text = target.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise CliError(f"cannot read the identity file {path}: {type(err).__name__}") from None
+        if mode & 0o077:
+            print(f"warning: the identity file {path} is readable by others (mode {mode & 0o777:o}); "
+                  f"chmod 600 it", file=sys.stderr)
+    validate_identity(text)
+    return text
+
+
+def verify_report(subject: str, result: Any) -> tuple[str, int]:
+    """The text to print and the exit code: 0 verified, 1 failed, 3 incomplete."""
+    lines = [f"Verifying {subject}"]
+    lines += [f"  ok  {check}" for check in result.checks]
+    if result.status == "True":
+        lines.append(f"VERIFIED ({result.reason}): {result.message}")
+        return "\n".join(lines) + "\n", EXIT_OK
+    if result.status == "False":
+        lines.append(f"FAILED ({result.reason}): {result.message}")
+        return "\n".join(lines) + "\n", EXIT_FAILED
+    hint = ""
+    if result.reason == "ChainUnavailable":
+        hint = ("; the checks that need no chain passed: give --node-api URL (e.g. after kubectl port-forward "
+                "svc/mayanode 1317), or --offline")
+    lines.append(f"INCOMPLETE ({result.reason}): {result.message}{hint}")
+    return "\n".join(lines) + "\n", EXIT_INCOMPLETE
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    if bool(args.file) == bool(args.name):
+        print("error: give a NodeBackup name (with -n) or --file, not both", file=sys.stderr)
+        return EXIT_USAGE
+    if args.name and not args.namespace:
+        print("error: -n/--namespace is required with a NodeBackup name", file=sys.stderr)
+        return EXIT_USAGE
+
+    async def go() -> tuple[str, Any]:
+        identity = _read_identity(args.identity)
+        if args.file:
+            try:
+                data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+            except OSError as err:
+                raise CliError(f"cannot read {args.file}: {type(err).__name__}: {err.strerror or ''}") from None
+            return await verify_exported(data, identity, node_address=args.node_address,
+                                         node_api=None if args.offline else args.node_api)
+        kube = _kube(args)
+        try:
+            return await verify_in_cluster(kube, args.namespace, args.name, identity, node_address=args.node_address,
+                                           node_api=args.node_api, offline=args.offline)
+        finally:
+            await asyncio.to_thread(kube.api_client.close)
+
+    outcome = _run(go)
+    if outcome is None:
+        return EXIT_FAILED
+    text, code = verify_report(*outcome)
+    (sys.stdout if code == EXIT_OK else sys.stderr).write(text)
+    return code
 
 
 def _run(factory: Any) -> Any:

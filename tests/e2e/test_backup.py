@@ -2,20 +2,24 @@
 
 `kubectl apply` of a NodeBackup → Completed with every item listed and verified; the stored object is
 unreadable without the identity; a tampered archive or the wrong identity fails verification with a clear
-reason; a churn makes a new backup with afterChurn; export → import → verify; no secret in logs, events, status.
+reason; a churn makes a new backup with afterChurn; export → import → verify; deletionPolicy Delete finished by a
+restarted operator; no secret in logs, events, status.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import subprocess
 import sys
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from mayanode_operator.api import naming
 from mayanode_operator.backup import CryptoError, decrypt, generate_identity
+from mayanode_operator.backup.stores import SecretStore
 from mayanode_operator.sandbox.harness import OperatorProcess
 
 from .conftest import Kube, condition, dump, eventually, mayanode_manifest
@@ -227,6 +231,38 @@ def test_export_import_verify(node, full_backup, world, kube, operator, tmp_path
     described = cli(world, "describe", "full", "-n", IMPORT_NS)
     assert described.returncode == 0 and "Phase:        Completed" in described.stdout
     assert "Next:  mayanode-operator backup export full" in described.stdout
+
+
+def stored(kube, key: str) -> bool:
+    return asyncio.run(SecretStore(kube.core, NS).exists(key))
+
+
+def test_delete_policy_deletion_made_while_the_operator_is_down(node, kube, operator):
+    """`kubectl delete` of a NodeBackup with deletionPolicy Delete while the operator is down: it waits on the
+    operator's finalizer, and the restarted operator deletes the archive, then lets it go."""
+    kube.apply(nodebackup(NS, "scratch", NS, deletionPolicy="Delete"))
+    body = finished(kube, NS, "scratch", operator)
+    assert body["metadata"]["finalizers"] == ["maya.nodeops.io/delete-archive"], body["metadata"]
+    key = body["status"]["archive"]["key"]
+    assert stored(kube, key)
+    operator.kill()                                       # down, without any goodbye
+    try:
+        kube.kubectl("delete", "nbk", "scratch", "-n", NS, "--wait=false")
+        assert kube.get_custom(naming.NODEBACKUP_PLURAL, NS, "scratch")["metadata"]["deletionTimestamp"]
+        assert stored(kube, key)
+    finally:
+        operator.start()
+
+    def gone():
+        try:
+            kube.get_custom(naming.NODEBACKUP_PLURAL, NS, "scratch")
+        except ApiException as err:
+            assert err.status == 404
+            return True
+        raise AssertionError("NodeBackup scratch is still there")
+    eventually(gone, timeout=30, message=lambda: operator.log_text()[-3000:])
+    assert not stored(kube, key)
+    assert "ArchiveDeleted" in [e["reason"] for e in kube.events(NS, "scratch")]
 
 
 def test_no_secret_material_in_logs_events_status_or_messages(node, full_backup, world, kube, operator):

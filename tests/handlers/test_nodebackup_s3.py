@@ -1,12 +1,15 @@
-"""A NodeBackup to S3 against a real S3 server on loopback (`rclone serve s3`): store, verify, export, expire."""
+"""A NodeBackup to S3 against a real S3 server on loopback (`rclone serve s3`): store, verify, export, expire,
+delete with deletionPolicy Delete."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from mayanode_operator import cli_backup
+from mayanode_operator.api import naming
 from mayanode_operator.reconcile import nodebackup
 from tests.integration.conftest import s3_server  # noqa: F401  (the fixture)
 
@@ -62,3 +65,30 @@ def test_wrong_s3_credentials_fail_clearly_without_showing_them(world, s3_server
     assert cond["reason"] == "StoreAccessDenied", cond
     assert "wrongwrongwrong" not in str(body["status"]) and "AKIDWRONG" not in str(body["status"])
     assert nodebackup.store_key(NS, NS, "denied", body["metadata"]["uid"]).startswith(f"{NS}/{NS}/denied-")
+
+
+def test_delete_policy_deletes_the_s3_object_where_it_was_written(world, s3_server, s3_location):  # noqa: F811
+    """The archive is deleted from the location recorded at capture, after the MayaNode moved its backups
+    elsewhere; a store that refuses holds the deletion (DeletionBlocked) until it answers."""
+    _, location = s3_location
+    world.nodebackup(NS, "s3-scratch", NS, deletionPolicy="Delete")
+    body = world.drive(NS, "s3-scratch")
+    assert body["status"]["phase"] == "Completed", body["status"]
+    path = s3_server.path_of(f"mayanode/{body['status']['archive']['key']}")
+    assert path.exists()
+    world.patch_spec(naming.MAYANODE_PLURAL, NS, NS, {"backup": {"location": {"s3": None, "secret": {}}}})
+    world.call(asyncio.to_thread(world.runtime.kube.core.patch_namespaced_secret, "s3-creds", NS,
+                                 {"stringData": {"AWS_SECRET_ACCESS_KEY": "not-the-secret-key-at-all"}}))
+    try:
+        world.call(asyncio.to_thread(world.runtime.kube.custom.delete_namespaced_custom_object, naming.GROUP,
+                                     naming.VERSION, NS, naming.NODEBACKUP_PLURAL, "s3-scratch"))
+        assert world.step(NS, "s3-scratch") > 0
+        blocked = condition(world.backup(NS, "s3-scratch"), "DeletionBlocked")
+        assert (blocked["status"], blocked["reason"]) == ("True", "StoreError") and "AccessDenied" in blocked["message"]
+        assert "not-the-secret-key-at-all" not in str(world.events(NS, "s3-scratch")) and path.exists()
+    finally:
+        world.call(asyncio.to_thread(world.runtime.kube.core.patch_namespaced_secret, "s3-creds", NS,
+                                     {"stringData": {"AWS_SECRET_ACCESS_KEY": s3_server.secret_key}}))
+        world.patch_spec(naming.MAYANODE_PLURAL, NS, NS, {"backup": {"location": {**location, "secret": None}}})
+    assert world.step(NS, "s3-scratch") is None
+    assert world.backup(NS, "s3-scratch") is None and not path.exists()

@@ -65,3 +65,50 @@ def test_export_metadata_is_public_and_round_trips():
     body = imported_body("ns2", "b", "n", {"secret": {}}, "ns2/n/imported-b-aaaa.tar.age", len(ciphertext), "a" * 64,
                          manifest2, meta2)
     assert body["spec"]["reason"] == "Imported" and body["spec"]["source"]["originalNamespace"] == "ns"
+
+
+def test_verify_parses_a_name_or_a_file():
+    parser = build_parser()
+    args = parser.parse_args(["backup", "verify", "b", "-n", "ns", "-i", "key.txt", "--offline"])
+    assert (args.name, args.namespace, args.identity, args.offline, args.file) == ("b", "ns", "key.txt", True, None)
+    args = parser.parse_args(["backup", "verify", "--file", "f.mayabackup", "-i", "key.txt", "--node-api",
+                              "http://localhost:1317", "--node-address", "maya1abc"])
+    assert (args.name, args.file, args.node_api, args.node_address) == (None, "f.mayabackup", "http://localhost:1317",
+                                                                        "maya1abc")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["backup", "verify", "b", "-n", "ns"])                # -i is required
+
+
+def test_verify_usage_errors_exit_2(capsys):
+    from mayanode_operator.cli import main
+
+    assert main(["backup", "verify", "-i", "k"]) == 2                            # neither a name nor a file
+    assert main(["backup", "verify", "b", "--file", "f", "-i", "k"]) == 2        # both
+    assert main(["backup", "verify", "b", "-i", "k"]) == 2                       # a name without -n
+    assert "error:" in capsys.readouterr().err
+
+
+def test_verify_report_and_exit_codes():
+    from mayanode_operator.cli_backup import verify_report
+    from mayanode_operator.plan.backup_verify import VerifyResult
+
+    text, code = verify_report("NodeBackup ns/b", VerifyResult("True", "Verified", "all good", ("decrypted",)))
+    assert code == 0 and "  ok  decrypted" in text and "VERIFIED (Verified): all good" in text
+    assert verify_report("x", VerifyResult("False", "DigestMismatch", "altered"))[1] == 1
+    text, code = verify_report("x", VerifyResult("Unknown", "ChainUnavailable", "node API down"))
+    assert code == 3 and "INCOMPLETE (ChainUnavailable)" in text and "--node-api" in text
+
+
+def test_describe_shows_the_deletion_policy_and_a_held_deletion():
+    assert "Deletion:     Retain (deleting the NodeBackup keeps the archive)" in describe_text(BODY, [])
+    held = {"metadata": {**BODY["metadata"], "deletionTimestamp": "2026-03-02T00:00:00Z"},
+            "spec": {**BODY["spec"], "deletionPolicy": "Delete"},
+            "status": {**STATUS, "conditions": [*STATUS["conditions"], {
+                "type": "DeletionBlocked", "status": "True", "reason": "RestoreInProgress",
+                "message": "deleting the archive waits: NodeRestore ns/r1 (Writing) is in progress"}]}}
+    text = describe_text(held, [])
+    assert "Delete (deleting the NodeBackup deletes the archive); being deleted since 2026-03-02T00:00:00Z" in text
+    assert "NodeRestore ns/r1 (Writing)" in text
+    assert "kubectl get noderestores" in next_step(held)
+    held["status"]["conditions"][-1]["reason"] = "StoreError"
+    assert '"deletionPolicy":"Retain"' in next_step(held)

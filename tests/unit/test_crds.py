@@ -372,4 +372,5 @@ def test_mutable_fields_may_change():
     stored = validate(CRDS["NodeBackup"], backup).object
     new = copy.deepcopy(stored)
     new["spec"]["ttl"] = "1440h"
+    new["spec"]["deletionPolicy"] = "Delete"
     assert not validate(CRDS["NodeBackup"], new, old=stored).causes

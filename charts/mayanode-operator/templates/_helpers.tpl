@@ -69,7 +69,7 @@ per watched namespace in `namespaced` scope). Each verb's reason: docs/rbac.md.
   verbs: ["get", "list", "watch"]
 - apiGroups: ["maya.nodeops.io"]
   resources: ["nodebackups"]
-  verbs: ["get", "list", "watch", "create", "delete"]
+  verbs: ["get", "list", "watch", "create", "delete", "patch"]
 - apiGroups: ["maya.nodeops.io"]
   resources: ["mayanodes/status", "nodebackups/status", "noderestores/status"]
   verbs: ["patch"]

@@ -140,6 +140,13 @@ class BackupReason(StrEnum):
     IMPORTED = "Imported"
 
 
+class DeletionPolicy(StrEnum):
+    """Retain (the default) or Delete."""
+
+    RETAIN = "Retain"
+    DELETE = "Delete"
+
+
 class ImportSource(SpecModel):
     """An archive that was exported from another cluster and uploaded to this backup's location."""
 
@@ -163,7 +170,8 @@ def _immutable(always_there: tuple[str, ...], optional: tuple[str, ...]) -> str:
 
 
 class NodeBackupSpec(SpecModel):
-    """What to back up and where. Only `ttl`, `verify` and `restoreNamespaces` may change after creation."""
+    """What to back up and where. Only `ttl`, `verify`, `restoreNamespaces` and `deletionPolicy` may change after
+    creation."""
 
     model_config = {"json_schema_extra": cel(
         rule("has(self.source) == (has(self.reason) && self.reason == 'Imported')",
@@ -189,6 +197,16 @@ class NodeBackupSpec(SpecModel):
                           "check the keys against the chain (consensus key, vault membership).")
     source: ImportSource | None = Field(
         None, description="For reason Imported only: the archive that already exists in the location.")
+    deletion_policy: DeletionPolicy = Field(
+        DeletionPolicy.RETAIN,
+        description="What deleting this NodeBackup does to its stored archive (the Secrets or the S3 object) and its "
+                    "VolumeSnapshots. `Retain`: they are kept (their store metadata names the backup, namespace, node "
+                    "and uid). `Delete`: the operator deletes them, then lets the NodeBackup go; it puts its finalizer "
+                    "`maya.nodeops.io/delete-archive` on the NodeBackup for this (only with Delete), so a deletion "
+                    "made while the operator is down is finished when it is back. The deletion waits (condition "
+                    "DeletionBlocked) while a NodeRestore in progress uses this backup. Retention of the MayaNode's "
+                    "policy backups (created with Delete) keeps the archive of one set to Retain. `spec.ttl` expiry "
+                    "always deletes the archive. May change at any time.")
     restore_namespaces: list[DnsLabelName] = Field(
         default_factory=list, max_length=16, json_schema_extra=LIST_SET,
         description="Other namespaces whose NodeRestores may use this backup (a NodeRestore in this namespace "
@@ -285,6 +303,10 @@ class ArchiveInfo(StatusModel):
     recipients: list[Annotated[str, Field(description="An age recipient.")]] = Field(default_factory=list,
                                   description="The age recipients (public keys) it was encrypted to.")
     format: str = Field("tar+age/v1", description="Archive format: a tar with a manifest, encrypted with age.")
+    location: BackupLocation | None = Field(
+        None, description="The location the archive was written to (the backup's `spec.location`, else the "
+                          "MayaNode's `spec.backup.location` at capture; references only, no credentials), so that "
+                          "it is found to delete after the MayaNode changed its location or is gone.")
 
 
 class CapturedNode(StatusModel):
@@ -328,7 +350,8 @@ class NodeBackupStatus(StatusModel):
     message: str | None = Field(None, description="A one-line summary for humans (why it failed, what is missing).")
     conditions: list[Condition] = conditions_field(
         "Completed (the archive is stored), Verified (decrypted and checked; Unknown without an identity), "
-        "Expired.")
+        "Expired, DeletionBlocked (a deletion of the archive waits: a NodeRestore in progress uses it, or the store "
+        "refused).")
 
     def condition(self, type_: str) -> Condition | None:
         return find_condition(self.conditions, type_)

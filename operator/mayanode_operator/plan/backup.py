@@ -9,7 +9,8 @@ The current step lives in `status.phase`/`status.step`; every step is idempotent
 stopped anywhere resumes at that step. Capturing reads the volumes, encrypts, and writes the archive under a
 key derived from the backup's namespace, name and uid: a retried write replaces the object nobody recorded yet,
 never adds a second one. After the terminal phase the machine only watches the TTL (expiry deletes the stored
-archive, the VolumeSnapshots and the NodeBackup itself) and spec changes (re-verification).
+archive, the VolumeSnapshots and the NodeBackup itself, but waits while a NodeRestore in progress uses the backup)
+and spec changes (re-verification). Deleting the NodeBackup itself is plan/backup_deletion.py.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 from ..api.backup import NodeBackupSpec
 from ..api.common import parse_duration
+from .backup_deletion import BLOCKED_REQUEUE_SECONDS, Usage, blocked, cleared
 from .backup_items import CaptureVerdict
 from .backup_verify import VerifyResult
 from .conditions import Condition
@@ -45,6 +47,7 @@ class Action(StrEnum):
     VERIFY = "Verify"
     FINISH = "Finish"               # skip verification (disabled, or no identity)
     EXPIRE = "Expire"
+    HOLD = "Hold"                   # expired, but a NodeRestore in progress uses the backup: not deleted yet
     REVERIFY = "Reverify"
     RESPEC = "Respec"               # a finished backup's spec changed: new TTL, verification off
     IDLE = "Idle"
@@ -64,6 +67,7 @@ class BackupInputs:
     location: Mapping[str, Any] | None = None     # the effective location (spec, else the MayaNode's)
     location_error: str | None = None
     snapshots_enabled: bool = False
+    usage: Usage = Usage()                        # NodeRestores in progress using it (looked up only when expiring)
 
     @property
     def phase(self) -> str | None:
@@ -167,6 +171,9 @@ def decide(inputs: BackupInputs) -> Decision:
 def _decide_finished(inputs: BackupInputs, now: datetime) -> Decision:
     expiry = expires_at(inputs.spec, inputs.status)
     if expiry is not None and now >= expiry:
+        if inputs.usage.blocks:
+            return Decision(Action.HOLD, inputs.usage.reason, inputs.usage.message(
+                f"the TTL {inputs.spec.ttl} ran out at {iso(expiry)}; expiry"), BLOCKED_REQUEUE_SECONDS)
         return Decision(Action.EXPIRE, "Expired", f"the TTL {inputs.spec.ttl} ran out at {iso(expiry)}")
     generation = inputs.generation
     if generation is not None and inputs.status.get("observedGeneration") != generation:
@@ -347,7 +354,7 @@ def reverified(inputs: BackupInputs, result: VerifyResult) -> StepResult:
     expiry = expires_at(inputs.spec, inputs.status)
     return StepResult(
         status={"observedGeneration": inputs.generation, "expiresAt": iso(expiry) if expiry else None},
-        conditions=[_verified_condition(result, "", "")],
+        conditions=[_verified_condition(result, "", ""), *cleared({"status": inputs.status})],
         events=_verification_events(result),
         requeue=min(MAX_IDLE_REQUEUE, (expiry - _naive(inputs.now)).total_seconds() + 1) if expiry else None,
         finished=True,
@@ -358,6 +365,7 @@ def respecced(inputs: BackupInputs) -> StepResult:
     expiry = expires_at(inputs.spec, inputs.status)
     return StepResult(
         status={"observedGeneration": inputs.generation, "expiresAt": iso(expiry) if expiry else None},
+        conditions=cleared({"status": inputs.status}),
         requeue=min(MAX_IDLE_REQUEUE, max(0.0, (expiry - _naive(inputs.now)).total_seconds()) + 1) if expiry else None,
     )
 
@@ -369,3 +377,10 @@ def expiring(inputs: BackupInputs, message: str) -> StepResult:
                                                f"this NodeBackup")],
         requeue=None,
     )
+
+
+def expiry_held(inputs: BackupInputs, decision: Decision) -> StepResult:
+    """The TTL ran out but a NodeRestore in progress uses the backup (or its NodeRestores cannot be read): keep
+    everything, say so (DeletionBlocked; one event per new reason), look again soon."""
+    held = blocked({"status": inputs.status}, decision.reason, decision.message, decision.requeue or 0.0)
+    return StepResult(conditions=held.conditions, events=held.events, requeue=held.requeue)

@@ -10,7 +10,9 @@
 - One policy backup at a time; none while a NodeRestore holds the node's workloads.
 - Retention (policy-created backups only; Manual and Imported ones are left alone): keep the newest
   `count` good ones (Completed and not failing verification), drop failed ones older than the newest good
-  one, drop anything older than `maxAge` — but never the newest good backup.
+  one, drop anything older than `maxAge` — but never the newest good backup, and not while a NodeRestore in
+  progress uses it. Dropping follows the backup's `spec.deletionPolicy`: the archive goes with it on Delete
+  (what the policy creates), stays in the store on Retain.
 - `BackupFresh`: the newest good backup (of any reason) was captured after the last churn, i.e. it holds
   the current vault's key shares.
 """
@@ -27,6 +29,7 @@ from croniter import croniter
 
 from ..api.mayanode import BackupPolicy
 from .backup import iso, parse_time
+from .backup_deletion import DELETE, RETAIN, Usage
 from .backup_items import vault_of_key_share
 from .conditions import Condition
 from .events import EventSpec
@@ -50,6 +53,7 @@ class BackupSummary:
     height: int | None = None            # status.node.height
     key_share_vaults: tuple[str, ...] = ()
     policy: bool = False                 # created by this policy (label)
+    deletion_policy: str = RETAIN        # spec.deletionPolicy
 
     @property
     def finished(self) -> bool:
@@ -84,6 +88,7 @@ class PolicyInputs:
     vault: VaultView | None = None
     local_key_shares: tuple[str, ...] | None = None   # localstate-*.json names in bifrost (None: not observed)
     workloads_locked: str | None = None
+    in_use: Mapping[str, Usage] = field(default_factory=dict)   # backup name → NodeRestores in progress using it
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,7 @@ class NewBackup:
 class PolicyPlan:
     create: list[NewBackup] = field(default_factory=list)
     delete: list[tuple[str, str]] = field(default_factory=list)       # (name, why)
+    retain_archive: set[str] = field(default_factory=set)             # deleted without their archive (Retain)
     status: dict[str, Any] | None = None
     conditions: list[Condition] = field(default_factory=list)
     events: list[EventSpec] = field(default_factory=list)
@@ -142,6 +148,7 @@ def summarize(body: Mapping[str, Any]) -> BackupSummary:
         created=parse_time(meta.get("creationTimestamp")), completed=parse_time(status.get("completedAt")),
         verified=verified, vault_pub_key=node.get("vaultPubKey"), height=node.get("height"),
         key_share_vaults=shares, policy=labels.get(POLICY_LABEL) == "true",
+        deletion_policy=DELETE if spec.get("deletionPolicy") == DELETE else RETAIN,
     )
 
 
@@ -251,19 +258,31 @@ def _retention(inputs: PolicyInputs, policy: BackupPolicy, newest_good: BackupSu
     keep_good = [b.name for b in mine if b.good][: policy.retention.count]
     max_age = policy.retention.max_age_timedelta()
     now = _naive(inputs.now)
+    candidates: list[tuple[BackupSummary, str]] = []
     for backup in mine:
         if newest_good is not None and backup.name == newest_good.name:
             continue
         age_from = _naive(backup.completed or backup.created)
         if max_age is not None and age_from is not None and now - age_from > max_age:
-            plan.delete.append((backup.name, f"older than retention.maxAge {policy.retention.max_age}"))
+            candidates.append((backup, f"older than retention.maxAge {policy.retention.max_age}"))
         elif backup.good and backup.name not in keep_good:
-            plan.delete.append((backup.name, f"beyond retention.count {policy.retention.count}"))
+            candidates.append((backup, f"beyond retention.count {policy.retention.count}"))
         elif not backup.good and newest_good is not None and _order(backup) < _order(newest_good, current):
-            plan.delete.append((backup.name, f"{backup.phase or 'unfinished'} and older than the newest good backup "
-                                             f"{newest_good.name}"))
-    for name, why in plan.delete:
-        plan.events.append(EventSpec("Normal", "BackupPruned", f"deleting NodeBackup {name}: {why}"))
+            candidates.append((backup, f"{backup.phase or 'unfinished'} and older than the newest good backup "
+                                       f"{newest_good.name}"))
+    for backup, why in candidates:
+        usage = inputs.in_use.get(backup.name)
+        if usage is not None and usage.blocks:
+            plan.events.append(EventSpec("Warning", "BackupPruneDeferred",
+                                         f"NodeBackup {backup.name} is {why}, but " + usage.message("pruning it")))
+            continue
+        plan.delete.append((backup.name, why))
+        if backup.deletion_policy == DELETE:
+            what = "with its archive"
+        else:
+            plan.retain_archive.add(backup.name)
+            what = "keeping its archive in the store (deletionPolicy Retain)"
+        plan.events.append(EventSpec("Normal", "BackupPruned", f"deleting NodeBackup {backup.name} {what}: {why}"))
 
 
 def _freshness(inputs: PolicyInputs, newest: BackupSummary | None, good: Sequence[BackupSummary] = ()) -> Condition:
@@ -311,7 +330,8 @@ def new_backup_body(namespace: str, node: str, policy: BackupPolicy, new: NewBac
     from ..api import naming
 
     spec: dict[str, Any] = {"nodeRef": {"name": node}, "reason": new.reason,
-                            "location": policy.location.to_k8s(), "verify": policy.verify}
+                            "location": policy.location.to_k8s(), "verify": policy.verify,
+                            "deletionPolicy": DELETE}     # retention owns them: pruning deletes the archive
     if policy.volume_snapshots.enabled:
         spec["volumeSnapshots"] = policy.volume_snapshots.to_k8s()
     return {

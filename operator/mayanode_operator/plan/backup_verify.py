@@ -4,7 +4,9 @@
 sha256 against the manifest). It checks that the manifest is the one the status recorded, that the
 required items are there, that the consensus key is well formed and is the node account's
 `validator_cons_pub_key`, and that the key shares belong to the current Asgard vault.
-Messages name items and public keys only, never contents.
+`verify_backup` adds the checks that need no chain (the key file against the consensus key and node address
+the encrypted manifest names, and the keyring against that address) for `mayanode-operator backup verify`,
+which may run offline. Messages name items and public keys only, never contents.
 """
 
 from __future__ import annotations
@@ -16,7 +18,16 @@ from typing import Any, Literal
 
 from .. import chainkeys
 from ..backup import BackupError, BackupItem, Manifest
-from .backup_items import BIFROST, CONSENSUS_KEY_PATH, MAYANODE, SIGN_STATE_PATH, key_share_name, vault_of_key_share
+from .backup_items import (
+    BIFROST,
+    CONSENSUS_KEY_PATH,
+    MAYANODE,
+    SECRET,
+    SIGN_STATE_PATH,
+    expected_items,
+    key_share_name,
+    vault_of_key_share,
+)
 
 VerifyStatus = Literal["True", "False", "Unknown"]
 MNEMONIC_WORD_COUNTS = (12, 15, 18, 21, 24)
@@ -189,3 +200,112 @@ def verify_contents(manifest: Manifest, items: Sequence[BackupItem], *, recorded
     else:
         checks.append("no Asgard vault yet (no key share expected)")
     return VerifyResult("True", "Verified", "; ".join(checks), tuple(checks))
+
+
+def required_item_names(node_spec: Any, *, vault: str | None, missing: Sequence[Mapping[str, Any]],
+                        imported: bool = False) -> tuple[list[str], str]:
+    """The item names verification insists on (the expected identity of `node_spec`, a MayaNodeSpec, minus what
+    the capture already listed as missing; for an imported backup only the consensus key, the target's Secret
+    names may differ), and the mnemonic's item name."""
+    expected = expected_items(node_spec, member_vault=vault)
+    absent = {f"{m.get('component')}/{m.get('path')}" for m in missing}
+    names = [item_name(f.component, f.path) for f in expected.files
+             if f.kind == "file" and f.required and f"{f.component}/{f.path}" not in absent]
+    names += [item_name(SECRET, s.path) for s in expected.secrets if f"{SECRET}/{s.path}" not in absent]
+    if imported:
+        names = [n for n in names if n == item_name(MAYANODE, CONSENSUS_KEY_PATH)]
+    return names, item_name(SECRET, expected.secrets[0].path)
+
+
+def offline_required(manifest: Manifest, node_spec: Any, *, missing: Sequence[Mapping[str, Any]]
+                     ) -> tuple[list[str], str | None]:
+    """Without the MayaNode (an exported file): the identity files, the key share of the vault the manifest says
+    the node was a member of, and a mnemonic and a password Secret item — the default names, else the Secret items
+    whose key is `mnemonic` / `password` (the node's Secret names are not in an export)."""
+    names, default_mnemonic = required_item_names(node_spec, vault=manifest.meta.get("vaultPubKey") or None,
+                                                  missing=missing)
+    listed = [item.name for item in manifest.items]
+    resolved: list[str] = []
+    mnemonic: str | None = default_mnemonic
+    for name in names:
+        if not name.startswith(f"{SECRET}/") or name in listed:
+            resolved.append(name)
+            continue
+        key = name.rsplit("/", 1)[-1]
+        alike = sorted(n for n in listed if n.startswith(f"{SECRET}/") and n.rsplit("/", 1)[-1] == key)
+        chosen = alike[0] if alike else name
+        resolved.append(chosen)
+        if name == default_mnemonic:
+            mnemonic = chosen
+    return resolved, mnemonic
+
+
+def _keyring_addresses(items: Sequence[BackupItem]) -> set[str]:
+    """The hex addresses of the keys in the keyring (`keyring-file/<hex>.address`)."""
+    out = set()
+    for item in items:
+        if item.component == MAYANODE and item.path.startswith("keyring-file/") and item.path.endswith(".address"):
+            out.add(item.path[len("keyring-file/"):-len(".address")].lower())
+    return out
+
+
+def identity_binding(meta: Mapping[str, Any], items: Sequence[BackupItem], *,
+                     expected_node_address: str | None = None) -> tuple[VerifyResult | None, list[str]]:
+    """Checks that need no chain: the consensus key file is the key the encrypted manifest names, the keyring holds
+    the key of the node address it names, and that address is the one expected. (failure or None, checks done)."""
+    checks: list[str] = []
+    by_name = {item.name: item for item in items}
+    key_item = by_name.get(item_name(MAYANODE, CONSENSUS_KEY_PATH))
+    recorded_key = meta.get("consensusPubKey")
+    if key_item is not None and recorded_key:
+        try:
+            key = chainkeys.parse_priv_validator_key(key_item.data)
+        except chainkeys.ChainKeyError as err:
+            return VerifyResult("False", "InvalidKeyFile", f"{key_item.name}: {err}"), checks
+        if key.pubkey_bech32 != recorded_key:
+            return VerifyResult("False", "ConsensusKeyMismatch",
+                                f"{key_item.name} holds consensus key {key.pubkey_bech32}, the manifest names "
+                                f"{recorded_key}"), checks
+        checks.append(f"consensus key file is {recorded_key}")
+    address = str(meta.get("nodeAddress") or "") or None
+    if expected_node_address and address and address != expected_node_address:
+        return VerifyResult("False", "NodeAddressMismatch",
+                            f"the backup is of node {address}, not of {expected_node_address}"), checks
+    address = address or expected_node_address
+    keyring = _keyring_addresses(items)
+    if address and keyring:
+        try:
+            _, raw = chainkeys.bech32_decode(address)
+        except chainkeys.ChainKeyError:
+            return VerifyResult("False", "NodeAddressMismatch", f"the node address {address[:80]!r} is not bech32"), \
+                checks
+        if raw.hex() not in keyring:
+            return VerifyResult("False", "NodeAddressMismatch",
+                                f"the keyring holds the key(s) of {', '.join(sorted(keyring))} (hex), not of the node "
+                                f"address {address} ({raw.hex()})"), checks
+        checks.append(f"keyring holds the key of node {address}")
+    elif address:
+        checks.append(f"node {address} (the keyring has no .address file to check it against)")
+    return None, checks
+
+
+def verify_backup(manifest: Manifest, items: Sequence[BackupItem], *, recorded: Sequence[Mapping[str, Any]],
+                  required: Sequence[str], chain: ChainFacts | None, mnemonic_item: str | None = None,
+                  captured_vault: str | None = None, expected_node_address: str | None = None) -> VerifyResult:
+    """verify_contents plus identity_binding. `chain` None: offline, the chain is not asked; the result is
+    `VerifiedOffline` when every check that needs no chain passed."""
+    offline = ChainFacts(reachable=False, error="not asked (offline)")
+    result = verify_contents(manifest, items, recorded=recorded, required=required, chain=chain or offline,
+                             mnemonic_item=mnemonic_item, captured_vault=captured_vault)
+    if result.status == "False":
+        return result
+    failure, binding = identity_binding(manifest.meta, items, expected_node_address=expected_node_address)
+    if failure is not None:
+        return failure
+    checks = (*result.checks, *binding)
+    if chain is None:
+        return VerifyResult("True", "VerifiedOffline",
+                            "; ".join([*checks, "the chain was not asked (offline)"]), tuple(checks))
+    if result.status == "True":
+        return VerifyResult("True", result.reason, "; ".join([result.message, *binding]), checks)
+    return VerifyResult(result.status, result.reason, result.message, checks)

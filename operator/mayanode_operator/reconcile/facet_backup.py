@@ -3,12 +3,14 @@
 observe: this node's NodeBackups, the current vault (from the core's observation), the key shares in the
 running bifrost (`find localstate-*.json`, only with afterChurn) → plan (plan/backup_policy.py) → apply:
 create NodeBackups (deterministic names: a create retried after a crash answers 409 and is not repeated),
-delete pruned ones with their archives.
+delete pruned ones — with their archives when their deletionPolicy is Delete (what the policy creates), never one
+a NodeRestore in progress uses (the planner is asked again with who uses the candidates).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -20,7 +22,7 @@ from ..plan.backup_items import volume_targets
 from ..plan.backup_policy import PolicyInputs, VaultView, new_backup_body, plan_policy, summarize
 from ..plan.events import EventSpec
 from ..plan.patches import without_nulls
-from .nodebackup import delete_backup, node_volumes
+from .nodebackup import delete_backup, node_volumes, restore_usage
 
 from .facets import FacetOutcome, NodeContext
 
@@ -70,11 +72,16 @@ class BackupFacet:
         bodies = [b for b in await ctx.runtime.kube.list_custom(naming.NODEBACKUP_PLURAL, ctx.namespace)
                   if _belongs(b, ctx.name)]
         shares = await observe_key_shares(ctx) if policy is not None and policy.after_churn else None
-        plan = plan_policy(PolicyInputs(
+        inputs = PolicyInputs(
             node=ctx.name, policy=policy, now=ctx.now, previous=ctx.previous_status.get("backup") or {},
             backups=tuple(summarize(b) for b in bodies), vault=_vault_view(ctx), local_key_shares=shares,
             workloads_locked=ctx.workloads_locked,
-        ))
+        )
+        plan = plan_policy(inputs)
+        by_name = {str((b.get("metadata") or {}).get("name")): b for b in bodies}
+        if plan.delete:
+            usage = {name: await restore_usage(ctx.runtime, by_name[name]) for name, _ in plan.delete if name in by_name}
+            plan = plan_policy(dataclasses.replace(inputs, in_use=usage))
         events = list(plan.events)
         for new in plan.create:
             body = new_backup_body(ctx.namespace, ctx.name, policy, new)
@@ -87,9 +94,8 @@ class BackupFacet:
             except ApiException as err:
                 if err.status != 409:
                     raise
-        by_name = {str((b.get("metadata") or {}).get("name")): b for b in bodies}
         for name, _why in plan.delete:
             if name in by_name:
-                await delete_backup(ctx.runtime, by_name[name])
+                await delete_backup(ctx.runtime, by_name[name], with_archive=name not in plan.retain_archive)
         status = {"backup": without_nulls(plan.status)} if plan.status is not None else {}
         return FacetOutcome(status=status, conditions=plan.conditions, events=events, requeue_after=plan.requeue)

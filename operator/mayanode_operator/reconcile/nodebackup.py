@@ -3,6 +3,10 @@
 Store keys are deterministic: `<namespace>/<node>/<backup>-<uid[:8]>.tar.age` in the backup's location (an
 imported backup keeps the key `backup import` wrote). A capture interrupted after its write is redone and
 replaces that object (no status recorded it yet), so a retried write never leaves a second archive.
+
+`spec.deletionPolicy: Delete` (plan/backup_deletion.py): the operator's finalizer `maya.nodeops.io/delete-archive`
+is put on the NodeBackup before anything is stored; a NodeBackup being deleted with it gets its archive and
+VolumeSnapshots deleted (never while a NodeRestore in progress uses it), then the finalizer removed.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from ..backup.stores import BackupStore, StoreError, StoreReason, store_for_loca
 from ..observe.nodeapi import NodeApi
 from ..observe.snapshot import NodeApiObservation
 from ..plan import backup as plan
+from ..plan import backup_deletion as deletion
 from ..plan.backup_items import (
     CONSENSUS_KEY_PATH,
     MAYANODE,
@@ -47,7 +52,14 @@ from ..plan.backup_items import (
     plan_capture,
     secret_missing,
 )
-from ..plan.backup_verify import ChainFacts, VerifyResult, failure_from_error, item_name, verify_contents
+from ..plan.backup_verify import (
+    ChainFacts,
+    VerifyResult,
+    failure_from_error,
+    item_name,
+    required_item_names,
+    verify_contents,
+)
 from ..plan.conditions import merge_conditions
 from ..plan.patches import merge_patch
 from .runtime import Runtime
@@ -59,8 +71,8 @@ IMPORT_META_ANNOTATION = f"{naming.GROUP}/imported-backup"
 TRANSIENT = (ApiException, urllib3.exceptions.HTTPError, OSError, aiohttp.ClientError, TimeoutError)
 
 
-def store_key(namespace: str, node: str, name: str, uid: str) -> str:
-    return f"{namespace}/{node}/{name}-{(uid or 'nouid')[:8]}.tar.age"
+store_key = deletion.store_key
+JSON_PATCH = "application/json-patch+json"
 
 
 def describe_validation_error(err: ValidationError) -> str:
@@ -129,8 +141,9 @@ class Ctx:
         return self.spec.node_ref.name if self.spec else ""
 
 
-async def load(runtime: Runtime, namespace: str, name: str) -> Ctx | None:
-    body = await runtime.kube.get_custom(naming.NODEBACKUP_PLURAL, namespace, name)
+async def load(runtime: Runtime, namespace: str, name: str, body: dict[str, Any] | None = None) -> Ctx | None:
+    if body is None:
+        body = await runtime.kube.get_custom(naming.NODEBACKUP_PLURAL, namespace, name)
     if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
         return None
     status = body.get("status") or {}
@@ -160,16 +173,29 @@ async def load(runtime: Runtime, namespace: str, name: str) -> Ctx | None:
                 location_error = err.message
         options = spec.volume_snapshots or (node_spec.backup.volume_snapshots if node_spec and node_spec.backup else None)
         snapshots = bool(options and options.enabled)
+    now = runtime.now()
+    expiry = plan.expires_at(spec, status) if status.get("phase") in plan.FINISHED else None
+    usage = await restore_usage(runtime, body) if expiry is not None and now.replace(tzinfo=None) >= expiry \
+        else deletion.Usage()
     inputs = plan.BackupInputs(
         name=name, namespace=namespace, generation=(body.get("metadata") or {}).get("generation"), spec=spec,
-        status=status, now=runtime.now(), spec_error=spec_error, node_found=node_body is not None,
-        node_error=node_error, location=location, location_error=location_error, snapshots_enabled=snapshots)
+        status=status, now=now, spec_error=spec_error, node_found=node_body is not None,
+        node_error=node_error, location=location, location_error=location_error, snapshots_enabled=snapshots,
+        usage=usage)
     return Ctx(runtime, body, namespace, name, spec, node_body, node_spec, location, inputs)
 
 
 async def reconcile_nodebackup(runtime: Runtime, namespace: str, name: str) -> float | None:
     """One step of the state machine; returns seconds until the next pass (None: nothing to wait for)."""
-    ctx = await load(runtime, namespace, name)
+    body = await runtime.kube.get_custom(naming.NODEBACKUP_PLURAL, namespace, name)
+    if body is None:
+        return None
+    if deletion.deleting(body):
+        return await reconcile_deletion(runtime, body)
+    body = await sync_finalizer(runtime, body)
+    if body is None:
+        return None
+    ctx = await load(runtime, namespace, name, body)
     if ctx is None:
         return None
     decision = plan.decide(ctx.inputs)
@@ -394,7 +420,7 @@ async def _capture(ctx: Ctx, decision: plan.Decision) -> plan.StepResult:
     stored = await store.put(key, sealed.ciphertext, metadata, overwrite=True)
     archive = {"store": store_kind(ctx.location), "uri": stored.location, "key": key, "parts": stored.parts,
                "size": sealed.size, "sha256": sealed.digest, "recipients": list(sealed.recipients),
-               "format": "tar+age/v1"}
+               "format": "tar+age/v1", "location": dict(ctx.location)}
     items = sealed.manifest.public_summary()["items"]
     return plan.captured(ctx.inputs, verdict=verdict, items=items, missing=missing_status, archive=archive, node=node,
                          snapshot_failed=any(not s.get("readyToUse") for s in ctx.status.get("snapshots") or []))
@@ -433,7 +459,7 @@ async def _check_imported(ctx: Ctx, decision: plan.Decision) -> plan.StepResult:
     items = [dict(i) for i in manifest.get("items") or [] if isinstance(i, dict)]
     archive = {"store": store_kind(ctx.location), "uri": stat.location, "key": source.key, "parts": stat.parts,
                "size": len(data), "sha256": source.sha256, "recipients": list(meta.get("recipients") or []),
-               "format": "tar+age/v1"}
+               "format": "tar+age/v1", "location": dict(ctx.location)}
     node = {k: v for k, v in (meta.get("node") or {}).items()
             if k in ("address", "consensusPubKey", "vaultPubKey", "height", "signStateHeight", "version")}
     verdict = CaptureVerdict("Completed", "Imported", f"imported archive of {source.original_namespace or '?'}/"
@@ -446,16 +472,9 @@ def required_items(ctx: Ctx) -> tuple[list[str], str | None]:
     """Item names verification insists on, and the mnemonic's item name."""
     if ctx.node_spec is None:
         return [], None
-    vault = (ctx.status.get("node") or {}).get("vaultPubKey")
-    expected = expected_items(ctx.node_spec, member_vault=vault)
-    absent = {f"{m.get('component')}/{m.get('path')}" for m in ctx.status.get("missing") or []}
-    names = [item_name(f.component, f.path) for f in expected.files
-             if f.kind == "file" and f.required and f"{f.component}/{f.path}" not in absent]
-    names += [item_name(SECRET, s.path) for s in expected.secrets if f"{SECRET}/{s.path}" not in absent]
-    if ctx.spec is not None and ctx.spec.source is not None:
-        names = [n for n in names if n == item_name(MAYANODE, CONSENSUS_KEY_PATH)]
-    mnemonic = expected.secrets[0]
-    return names, item_name(SECRET, mnemonic.path)
+    return required_item_names(ctx.node_spec, vault=(ctx.status.get("node") or {}).get("vaultPubKey"),
+                               missing=ctx.status.get("missing") or [],
+                               imported=ctx.spec is not None and ctx.spec.source is not None)
 
 
 async def verify(ctx: Ctx) -> VerifyResult:
@@ -509,50 +528,172 @@ async def _expire(ctx: Ctx, decision: plan.Decision) -> plan.StepResult | None:
             await ctx.runtime.kube.emit_event(ctx.body, event)
         except TRANSIENT:
             pass
-    await delete_backup(ctx.runtime, ctx.body, location=ctx.location)
+    await delete_backup(ctx.runtime, ctx.body)          # from where the archive was written (backup_location)
     return None
 
 
-async def delete_backup(runtime: Runtime, body: Mapping[str, Any], *, location: Mapping[str, Any] | None = None) -> None:
-    """Delete a NodeBackup's stored archive and VolumeSnapshots, then the NodeBackup (in that order, so an
-    interrupted deletion is finished by the next pass). The archive is looked for where the backup recorded it."""
-    meta, status, spec = body.get("metadata") or {}, body.get("status") or {}, body.get("spec") or {}
-    namespace, name = str(meta.get("namespace")), str(meta.get("name"))
-    if location is None:
-        location = spec.get("location")
-        if location is None:
-            node = await runtime.kube.get_custom(naming.MAYANODE_PLURAL, namespace,
-                                                 str((spec.get("nodeRef") or {}).get("name")))
-            location = (((node or {}).get("spec") or {}).get("backup") or {}).get("location")
-    key = (status.get("archive") or {}).get("key") or (spec.get("source") or {}).get("key")
-    if key and location:
+async def _hold(ctx: Ctx, decision: plan.Decision) -> plan.StepResult:
+    return plan.expiry_held(ctx.inputs, decision)
+
+
+# --------------------------------------------------------------------------------------------------
+# Deletion: the archive, the VolumeSnapshots, our finalizer (spec.deletionPolicy)
+# --------------------------------------------------------------------------------------------------
+async def backup_location(runtime: Runtime, body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """Where the backup's archive is: its spec.location, else the location recorded with the archive, else the
+    MayaNode's spec.backup.location (None: none of them)."""
+    spec, status = body.get("spec") or {}, body.get("status") or {}
+    location = spec.get("location") or (status.get("archive") or {}).get("location")
+    if location:
+        return location
+    namespace = str((body.get("metadata") or {}).get("namespace"))
+    node = await runtime.kube.get_custom(naming.MAYANODE_PLURAL, namespace, str((spec.get("nodeRef") or {}).get("name")))
+    return (((node or {}).get("spec") or {}).get("backup") or {}).get("location") or None
+
+
+async def restore_usage(runtime: Runtime, body: Mapping[str, Any]) -> deletion.Usage:
+    """The NodeRestores in progress that use this backup: in its namespace and its spec.restoreNamespaces. A
+    namespace whose NodeRestores cannot be listed counts as unknown (it blocks a deletion: better kept than lost)."""
+    meta = body.get("metadata") or {}
+    restores: list[dict[str, Any]] = []
+    unchecked: list[str] = []
+    for namespace in deletion.restore_namespaces(body):
+        try:
+            restores += await runtime.kube.list_custom(naming.NODERESTORE_PLURAL, namespace)
+        except ApiException as err:
+            unchecked.append(f"{namespace}: HTTP {err.status}")
+    return deletion.Usage(deletion.restores_using(str(meta.get("namespace")), str(meta.get("name")), restores),
+                          tuple(unchecked))
+
+
+async def set_finalizers(runtime: Runtime, body: Mapping[str, Any], new: list[str]) -> dict[str, Any] | None:
+    """Write metadata.finalizers (JSON patch guarded by the resourceVersion). The object as it is now; None when it
+    is gone. A concurrent change answers 409/422: raised, so the queue retries with the object read again."""
+    meta = body.get("metadata") or {}
+    try:
+        response = await asyncio.to_thread(
+            runtime.kube.custom.patch_namespaced_custom_object, naming.GROUP, naming.VERSION,
+            str(meta.get("namespace")), naming.NODEBACKUP_PLURAL, str(meta.get("name")),
+            deletion.finalizer_patch(body, new), _content_type=JSON_PATCH, _preload_content=False)
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+    return json.loads(response.data) if response.data else dict(body)
+
+
+async def sync_finalizer(runtime: Runtime, body: dict[str, Any]) -> dict[str, Any] | None:
+    """Ours on the NodeBackup exactly when its deletionPolicy is Delete (added before anything is stored)."""
+    new = deletion.finalizer_change(body)
+    if new is None:
+        return body
+    meta = body.get("metadata") or {}
+    logger.info("NodeBackup %s/%s: %s finalizer %s", meta.get("namespace"), meta.get("name"),
+                "adding" if deletion.DELETE_FINALIZER in new else "removing", deletion.DELETE_FINALIZER)
+    return await set_finalizers(runtime, body, new)
+
+
+async def release(runtime: Runtime, body: Mapping[str, Any]) -> None:
+    """Remove our finalizer (the NodeBackup then goes, if it is being deleted and nothing else holds it)."""
+    if deletion.has_finalizer(body):
+        current = await runtime.kube.get_custom(naming.NODEBACKUP_PLURAL, str((body.get("metadata") or {}).get(
+            "namespace")), str((body.get("metadata") or {}).get("name")))
+        if current is not None and deletion.has_finalizer(current):
+            await set_finalizers(runtime, current,
+                                 [f for f in deletion.finalizers(current) if f != deletion.DELETE_FINALIZER])
+
+
+async def delete_data(runtime: Runtime, body: Mapping[str, Any], location: Mapping[str, Any] | None) -> None:
+    """Delete the backup's archive (where it was recorded, or under the key an interrupted capture used) and its
+    VolumeSnapshots. Idempotent: what is already gone is fine."""
+    namespace = str((body.get("metadata") or {}).get("namespace"))
+    target = deletion.archive_target(body)
+    if target.key and location:
         store = await open_store(runtime, location, namespace)
-        await store.delete(str(key))
+        await store.delete(target.key)
     snapshots = Snapshots(runtime.kube)
-    for snap in status.get("snapshots") or []:
-        if snap.get("name"):
-            await snapshots.delete(namespace, str(snap["name"]))
+    for name in target.snapshots:
+        await snapshots.delete(namespace, name)
+
+
+async def reconcile_deletion(runtime: Runtime, body: dict[str, Any]) -> float | None:
+    """A NodeBackup being deleted: with our finalizer, delete its data (policy Delete, no restore using it), then
+    let it go. Without our finalizer there is nothing for us to do."""
+    if not deletion.has_finalizer(body):
+        return None
+    meta = body.get("metadata") or {}
+    namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+    location = await backup_location(runtime, body)
+    usage = await restore_usage(runtime, body) if deletion.deletion_policy(body) == deletion.DELETE \
+        else deletion.Usage()
+    decision = deletion.decide_deletion(deletion.DeletionInputs(body, usage, location is not None))
+    if decision.action == deletion.DeletionAction.DELETE_DATA:
+        try:
+            await delete_data(runtime, body, location)
+        except BackupError as err:
+            decision = deletion.decide_deletion(deletion.DeletionInputs(body, usage, True, f"{err.reason}: {err.message}"))
+        except TRANSIENT as err:
+            decision = deletion.decide_deletion(deletion.DeletionInputs(body, usage, True,
+                                                                        f"{type(err).__name__}: {str(err)[:200]}"))
+    logger.info("NodeBackup %s/%s being deleted: %s (%s)", namespace, name, decision.action.value, decision.reason)
+    if decision.action == deletion.DeletionAction.BLOCK:
+        await write_deletion_status(runtime, body, decision)
+        return decision.requeue
+    for event in decision.events:
+        try:
+            await runtime.kube.emit_event(body, event)
+        except TRANSIENT as err:
+            logger.warning("could not emit event %s: %s", event.reason, type(err).__name__)
+    await release(runtime, body)
+    return None
+
+
+async def write_deletion_status(runtime: Runtime, body: Mapping[str, Any], decision: deletion.DeletionDecision) -> None:
+    meta, status = body.get("metadata") or {}, body.get("status") or {}
+    now = plan.iso(runtime.now())
+    conditions = merge_conditions(status.get("conditions"), decision.conditions, now=now,
+                                  generation=meta.get("generation"))
+    patch = merge_patch(status, {"conditions": conditions})
+    if patch:
+        await runtime.kube.patch_custom_status(naming.NODEBACKUP_PLURAL, str(meta.get("namespace")),
+                                               str(meta.get("name")), patch)
+    for event in decision.events:
+        try:
+            await runtime.kube.emit_event(body, event)
+        except TRANSIENT as err:
+            logger.warning("could not emit event %s: %s", event.reason, type(err).__name__)
+
+
+async def delete_backup(runtime: Runtime, body: Mapping[str, Any], *, location: Mapping[str, Any] | None = None,
+                        with_archive: bool = True) -> None:
+    """Delete a NodeBackup: its stored archive and VolumeSnapshots first (unless `with_archive` is false), then the
+    NodeBackup, then our finalizer if it has one — in that order, so an interrupted deletion is finished by the
+    next pass. The archive is looked for where the backup recorded it. The caller has checked that no NodeRestore
+    in progress uses it."""
+    meta = body.get("metadata") or {}
+    namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+    if with_archive:
+        await delete_data(runtime, body, location or await backup_location(runtime, body))
     try:
         await asyncio.to_thread(runtime.kube.custom.delete_namespaced_custom_object, naming.GROUP, naming.VERSION,
                                 namespace, naming.NODEBACKUP_PLURAL, name, _preload_content=False)
     except ApiException as err:
         if err.status != 404:
             raise
-    logger.info("NodeBackup %s/%s deleted with its archive", namespace, name)
+    await release(runtime, body)
+    logger.info("NodeBackup %s/%s deleted %s", namespace, name, "with its archive" if with_archive else
+                "(archive kept)")
 
 
 async def load_backup(runtime: Runtime, body: Mapping[str, Any], identity: str) -> tuple[Manifest, list[BackupItem]]:
     """The decrypted contents of a finished NodeBackup (for restores): fetched from where it was stored, the
     digest recorded in status checked before decrypting. Raises BackupError/StoreError with a safe message."""
-    meta, status, spec = body.get("metadata") or {}, body.get("status") or {}, body.get("spec") or {}
+    meta, status = body.get("metadata") or {}, body.get("status") or {}
     namespace = str(meta.get("namespace"))
     archive = status.get("archive") or {}
     if not archive.get("key") or not archive.get("sha256"):
         raise StoreError(StoreReason.NOT_FOUND, f"NodeBackup {namespace}/{meta.get('name')} has no stored archive")
-    location = spec.get("location")
-    if location is None:
-        node = await runtime.kube.get_custom(naming.MAYANODE_PLURAL, namespace, str((spec.get("nodeRef") or {}).get("name")))
-        location = (((node or {}).get("spec") or {}).get("backup") or {}).get("location")
+    location = await backup_location(runtime, body)
     if location is None:
         raise StoreError(StoreReason.INVALID, "the NodeBackup has no location and its MayaNode has no spec.backup")
     store = await open_store(runtime, location, namespace)
@@ -569,6 +710,7 @@ ACTIONS = {
     plan.Action.VERIFY: _verify,
     plan.Action.FINISH: _finish,
     plan.Action.EXPIRE: _expire,
+    plan.Action.HOLD: _hold,
     plan.Action.REVERIFY: _reverify,
     plan.Action.RESPEC: _respec,
     plan.Action.IDLE: _idle,
