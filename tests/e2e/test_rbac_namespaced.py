@@ -1,13 +1,18 @@
 """The Helm chart's namespaced-mode RBAC is sufficient: the operator runs as the chart's ServiceAccount against an
 emulated API server that authenticates its token and enforces the rendered Roles and bindings like kube-apiserver.
 
-Observe, a NodeBackup to Completed + Verified, an external IP announce and a rollout-group upgrade converge with
-no request refused; removing the `pods/exec` rule stops the next backup with a condition naming the refusal, which is recorded.
+Observe, a NodeBackup to Completed + Verified, an external IP announce, a rollout-group upgrade, a NodeRestore of a
+wiped node (Completed, Ready with the same address; the consensus-key Lease created in the operator's own namespace)
+and a hand-off NodeRestore of that node into another watched namespace (backup and old node in the first one,
+`doubleSignGuard.oldNode`; the Lease transferred) converge with no request refused; removing the `pods/exec` rule
+stops the next backup with a condition naming the refusal, which is recorded; a NodeRestore of a backup in a namespace
+that is not watched is refused by RBAC before it changes anything (the limitation docs/restore.md states).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -26,7 +31,8 @@ from .world import EmulatedWorld
 REPO = Path(__file__).resolve().parents[2]
 OPERATOR_NS, SA = "mayanode-operator", "mayanode-operator"
 NODE_NS, IP_NS, UPGRADE_NS = "rbac-a", "rbac-ip", "rbac-upgrade"
-WATCHED = (NODE_NS, IP_NS, UPGRADE_NS)
+RESTORE_NS, HANDOFF_NS = "rbac-restore", "rbac-handoff"
+WATCHED = (NODE_NS, IP_NS, UPGRADE_NS, RESTORE_NS, HANDOFF_NS)
 TOKEN = "rbac-e2e-operator-token"
 IDENTITY, RECIPIENT = generate_identity()
 OLD, NEW = "1.111.0", "1.112.0"
@@ -85,9 +91,14 @@ def nodes(world, admin):
         NODE_NS: world.seed_node(NODE_NS),
         IP_NS: world.seed_node(IP_NS, ip_address=""),
         UPGRADE_NS: world.seed_node(UPGRADE_NS, version=OLD, status="Standby"),
+        RESTORE_NS: world.seed_node(RESTORE_NS),
     }
-    admin.core.create_namespaced_secret(NODE_NS, {"metadata": {"name": "age-identity"},
-                                                  "stringData": {"identity": IDENTITY}})
+    # The hand-off target: a new, empty node (no keys, scaled to 0) for the restored node's account.
+    seeded[HANDOFF_NS] = world.seed_node(HANDOFF_NS, identity=seeded[RESTORE_NS].identity, with_keys=False,
+                                         register=False, replicas=0)
+    for namespace in (NODE_NS, RESTORE_NS):
+        admin.core.create_namespaced_secret(namespace, {"metadata": {"name": "age-identity"},
+                                                        "stringData": {"identity": IDENTITY}})
     return seeded
 
 
@@ -106,8 +117,11 @@ def rbac(world, nodes, tmp_path_factory):
 def operator(world, rbac, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("rbac-operator")
     kubeconfig = world.sandbox.api.write_kubeconfig(workdir / "kubeconfig", namespace=OPERATOR_NS, token=TOKEN)
+    # kopf holds one watch connection per kind (3) and watched namespace, plus the CRD watch, on a pool capped at
+    # MAYANODE_OPERATOR_MAX_CONNECTIONS (default 10): with more than 3 namespaces the default starves the watches.
     proc = OperatorProcess(kubeconfig, workdir / "operator.log", namespaces=WATCHED,
-                           extra_env={"POD_NAMESPACE": OPERATOR_NS, "POD_NAME": "mayanode-operator-0"}).start()
+                           extra_env={"POD_NAMESPACE": OPERATOR_NS, "POD_NAME": "mayanode-operator-0",
+                                      "MAYANODE_OPERATOR_MAX_CONNECTIONS": str(3 * len(WATCHED) + 4)}).start()
     try:
         yield proc
     finally:
@@ -126,22 +140,54 @@ def applied(nodes, operator, admin, world):
     return nodes
 
 
-def nodebackup(name: str) -> dict[str, Any]:
-    return {"apiVersion": naming.API_VERSION, "kind": "NodeBackup", "metadata": {"name": name, "namespace": NODE_NS},
-            "spec": {"nodeRef": {"name": NODE_NS}}}
+def nodebackup(name: str, namespace: str = NODE_NS) -> dict[str, Any]:
+    return {"apiVersion": naming.API_VERSION, "kind": "NodeBackup", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"nodeRef": {"name": namespace}}}
+
+
+def noderestore(namespace: str, name: str, node: str, guard: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": naming.API_VERSION, "kind": "NodeRestore", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"backupRef": {"name": "full"}, "nodeRef": {"name": node},
+                     "doubleSignGuard": {"silentBlocks": 3, **guard},
+                     "timeouts": {"guardSeconds": 60, "readySeconds": 60, "scaleDownSeconds": 30}}}
 
 
 def denials(world) -> list[str]:
     return [str(d) for d in world.sandbox.api.rbac_denials]
 
 
-def finished_backup(admin, name: str, operator) -> dict[str, Any]:
+def finished_backup(admin, name: str, operator, namespace: str = NODE_NS) -> dict[str, Any]:
+    return finished(admin, naming.NODEBACKUP_PLURAL, namespace, name, operator)
+
+
+def finished(admin, plural: str, namespace: str, name: str, operator) -> dict[str, Any]:
     def done():
-        body = admin.get_custom(naming.NODEBACKUP_PLURAL, NODE_NS, name)
+        body = admin.get_custom(plural, namespace, name)
         assert (body.get("status") or {}).get("phase") in ("Completed", "PartiallyFailed", "Failed"), \
             dump(body.get("status"))
         return body
     return eventually(done, timeout=40, message=lambda: operator.log_text()[-3000:])
+
+
+@pytest.fixture(scope="module")
+def restore_backup(applied, admin, operator, world):
+    """A full backup of the node to restore, taken by the operator under the Role."""
+    admin.apply(mayanode_manifest(applied[RESTORE_NS], backup={"afterChurn": False, "location": {
+        "secret": {}, "encryption": {"recipients": [RECIPIENT], "identitySecret": {"name": "age-identity"}}}}))
+    admin.apply(nodebackup("full", RESTORE_NS))
+    body = finished_backup(admin, "full", operator, RESTORE_NS)
+    assert body["status"]["phase"] == "Completed", dump(body.get("status")) + str(denials(world))
+    return applied
+
+
+def consensus_leases(world) -> dict[str, dict[str, Any]]:
+    return {lease["metadata"]["name"]: lease for lease in world.sandbox.api.store.items("leases", OPERATOR_NS)
+            if lease["metadata"]["name"].startswith("consensus-")}
+
+
+def serving_address(world, namespace: str) -> str | None:
+    process = world.mocknet.serving_process(namespace)
+    return process.node_address if process else None
 
 
 def test_the_operator_is_refused_outside_its_grants(world, rbac, operator):
@@ -200,9 +246,64 @@ def test_a_rollout_group_upgrade_succeeds(applied, admin, operator, world):
     assert any(lease["metadata"]["name"].startswith("mayanode-rollout-") for lease in leases), leases
 
 
+def test_a_wiped_node_is_restored(restore_backup, admin, operator, world):
+    ns, node = RESTORE_NS, restore_backup[RESTORE_NS]
+    for deployment in ("mayanode", "bifrost"):
+        admin.apps.patch_namespaced_deployment_scale(deployment, ns, {"spec": {"replicas": 0}})
+    eventually(lambda: not world.mocknet.running_processes(ns), timeout=15)
+    for claim in ("mayanode", "bifrost"):
+        world.kubelet.volume(ns, claim).wipe()
+    admin.core.delete_namespaced_secret("mayanode-mnemonic", ns)
+    for deployment in ("mayanode", "bifrost"):
+        admin.apps.patch_namespaced_deployment_scale(deployment, ns, {"spec": {"replicas": 1}})
+
+    # No explicit RPC: the guard reads blocks from the other MayaNodes it can list in the watched namespaces.
+    admin.apply(noderestore(ns, "back", ns, {}))
+    body = finished(admin, naming.NODERESTORE_PLURAL, ns, "back", operator)
+    status = body["status"]
+    assert status["phase"] == "Completed", dump(status) + str(denials(world))
+    assert status["guard"]["method"] == "Silent" and status["highWaterMark"]["source"] == "ChainTip", dump(status)
+    assert world.kubelet.volume(ns, "mayanode").exists(".mayanode/config/priv_validator_key.json")
+    assert admin.core.read_namespaced_secret("mayanode-mnemonic", ns).data["mnemonic"]
+    eventually(lambda: serving_address(world, ns) == node.node_address, timeout=20)
+
+    def ready():
+        mn = admin.mayanode(ns, ns)
+        assert condition(mn, "Ready").get("status") == "True", dump(mn.get("status")) + str(denials(world))
+        return mn
+    mn = eventually(ready, timeout=30, message=lambda: operator.log_text()[-3000:])
+    assert mn["status"]["node"]["address"] == node.node_address, dump(mn["status"]["node"])
+    leases = consensus_leases(world)
+    assert [lease["spec"]["holderIdentity"] for lease in leases.values()] == [f"{ns}/{ns}"], leases
+    assert not world.mocknet.double_signs
+
+
+def test_a_hand_off_between_watched_namespaces(restore_backup, admin, operator, world):
+    """The restored node hands its key over to a new node in another watched namespace."""
+    old_ns, new_ns, old = RESTORE_NS, HANDOFF_NS, restore_backup[RESTORE_NS]
+    target = mayanode_manifest(old, name="new")
+    target["metadata"]["namespace"] = new_ns
+    target["spec"]["api"].update(rest=restore_backup[new_ns].rest_url, rpc=restore_backup[new_ns].rpc_url)
+    admin.apply(target)
+    admin.patch_spec(naming.NODEBACKUP_PLURAL, old_ns, "full", {"restoreNamespaces": [new_ns]})
+    restore = noderestore(new_ns, "handoff", "new", {"oldNode": {"name": old_ns, "namespace": old_ns}})
+    restore["spec"]["backupRef"]["namespace"] = old_ns
+    admin.apply(restore)
+    status = finished(admin, naming.NODERESTORE_PLURAL, new_ns, "handoff", operator)["status"]
+    assert status["phase"] == "Completed", dump(status) + str(denials(world))
+    assert status["guard"]["method"] == "HandOff", dump(status)
+    assert "OldNodeVolume" in {i["source"] for i in status["signStateInputs"]}, dump(status)
+    assert admin.mayanode(old_ns, old_ns)["spec"]["suspend"] is True
+    eventually(lambda: serving_address(world, new_ns) == old.node_address, timeout=20)
+    assert not world.mocknet.running_processes(old_ns) and not world.mocknet.double_signs
+    (lease,) = consensus_leases(world).values()            # the wiped node's restore created it: now transferred
+    assert lease["spec"]["holderIdentity"] == f"{new_ns}/new", lease
+
+
 def test_no_request_was_refused(applied, operator, world):
     assert denials(world) == [], "\n".join(denials(world))
-    log = operator.log_text()
+    # Every log line but its timestamp (",403" milliseconds are no refusal).
+    log = re.sub(r'^\{"time": "[^"]*", ', "{", operator.log_text(), flags=re.M)
     assert "403" not in log and "Forbidden" not in log, [line for line in log.splitlines()
                                                          if "403" in line or "Forbidden" in line][:10]
 
@@ -234,3 +335,26 @@ def test_without_pods_exec_a_backup_stops_and_the_refusal_is_recorded(applied, a
     assert f'cannot create resource "pods/exec" in API group "" in the namespace "{NODE_NS}"' in refused[0].message
     assert {(d.attributes.resource, d.attributes.subresource) for d in world.sandbox.api.rbac_denials} \
         == {("pods", "exec")}, denials(world)
+
+
+def test_a_backup_outside_the_watched_namespaces_is_refused_before_anything_changes(restore_backup, admin, operator,
+                                                                                   world):
+    """docs/restore.md: in namespaced scope a NodeRestore's backup (and old node) must be in a watched namespace."""
+    ns = HANDOFF_NS                                          # its node runs again since the hand-off
+    admin.core.create_namespace({"metadata": {"name": "rbac-outside"}})
+    restore = noderestore(ns, "outside", "new", {})
+    restore["spec"]["backupRef"]["namespace"] = "rbac-outside"
+    admin.apply(restore)
+
+    def refused():
+        body = admin.get_custom(naming.NODERESTORE_PLURAL, ns, "outside")
+        assert "forbidden" in (body.get("status") or {}).get("message", "").lower(), dump(body.get("status"))
+        return body
+    status = eventually(refused, timeout=20, message=lambda: operator.log_text()[-3000:])["status"]
+    assert status["phase"] in ("Verifying", "Failed"), dump(status)
+    assert [s["name"] for s in status.get("steps") or []] in ([], ["VerifyBackup"]), dump(status)
+    outside = [d for d in world.sandbox.api.rbac_denials if d.attributes.namespace == "rbac-outside"]
+    assert outside and {(d.attributes.resource, d.attributes.verb) for d in outside} == {("nodebackups", "get")}, \
+        denials(world)
+    assert admin.apps.read_namespaced_deployment("mayanode", ns).spec.replicas == 1
+    assert serving_address(world, ns) == restore_backup[RESTORE_NS].node_address

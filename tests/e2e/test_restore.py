@@ -145,7 +145,7 @@ async def _churn(net) -> None:
 
 
 def test_wiped_node_is_restored_identically(world, operator, kube, peer):
-    require(world, "volumes", "kubelet")
+    require(world, "volumes", "kubelet", "exec")
     ns = "restore-wipe"
     node = backed_up(world, kube, operator, ns, churn=True)
     before_files, before_secrets = identity_files(world, ns), secret_values(kube, ns)
@@ -189,7 +189,7 @@ def test_wiped_node_is_restored_identically(world, operator, kube, peer):
 
 
 def test_migration_refused_while_old_runs_then_succeeds(world, operator, kube, peer, tmp_path):
-    require(world, "volumes", "kubelet")
+    require(world, "volumes", "kubelet", "exec")
     old_ns, new_ns = "restore-mig-a", "restore-mig-b"
     old = backed_up(world, kube, operator, old_ns)
     eventually(lambda: (kube.mayanode(old_ns, old_ns).get("status") or {}).get("node", {}).get("validatorConsPubKey"),
@@ -243,7 +243,7 @@ def test_migration_refused_while_old_runs_then_succeeds(world, operator, kube, p
 
 
 def test_hand_off(world, operator, kube, peer):
-    require(world, "volumes", "kubelet")
+    require(world, "volumes", "kubelet", "exec")
     old_ns, new_ns = "restore-ho-a", "restore-ho-b"
     old = backed_up(world, kube, operator, old_ns)
     world.seed_node(new_ns, identity=old.identity, with_keys=False, register=False, replicas=0)
@@ -284,6 +284,7 @@ def test_suspend_and_resume(world, operator, kube):
 
 
 def test_no_secret_material_in_logs_events_or_status(world, operator, kube):
+    require(world, "volumes", "kubelet")
     secrets = []
     for namespace, seeded in world.sandbox.nodes.items():
         if namespace.startswith("restore-"):
