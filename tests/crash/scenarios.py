@@ -6,10 +6,14 @@ To sweep another scenario, add a `Scenario` here (or in your own test module) an
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from mayanode_operator.api import naming
+from mayanode_operator.plan.upgrade_rollout import SET_VERSION_SENDING, parse_time
+from mayanode_operator.sandbox import kubeclient as kc
 from mayanode_operator.sandbox.crashsweep import Scenario, Step, SweepRun
+from mayanode_operator.sandbox.harness import OperatorProcess, eventually
 
 
 def mayanode_body(run: SweepRun, namespace: str | None = None, **spec: Any) -> dict[str, Any]:
@@ -203,4 +207,231 @@ BACKUP = Scenario(
         Step(lambda run: run.apply(backup_body(run)), until=backup_verified, timeout=60),
     ],
     converged=backup_verified,
+)
+
+
+# ------------------------------------------------------------------------------------------- restore
+
+RESTORE_NAME = "sweep-restore"
+# The node's identity files on its PVCs (claim → path prefixes), as tests/e2e/test_restore.py compares them.
+IDENTITY_PATHS = {
+    naming.DEFAULT_MAYANODE_PVC: (".mayanode/MAYAChain-ED25519", ".mayanode/config/node_key.json",
+                                  ".mayanode/config/priv_validator_key.json", ".mayanode/keyring-file/"),
+    naming.DEFAULT_BIFROST_PVC: ("mayanode/localstate-", "mayanode/MAYAChain-ED25519", "mayanode/keyring-file/"),
+}
+SECRET_KEYS = ((naming.DEFAULT_MNEMONIC_SECRET, "mnemonic"), ("mayanode-password", "password"))
+
+
+def identity_files(run: SweepRun) -> dict[str, tuple[bytes, int, int, int]]:
+    """The node's identity files on its PVCs: "claim:path" → (content, mode, uid, gid)."""
+    out = {}
+    for claim, prefixes in IDENTITY_PATHS.items():
+        tree = run.sandbox.kubelet.volume(run.namespace, claim)
+        for path, entry in tree.walk():
+            if entry.is_file and path.startswith(prefixes) and ".replaced-" not in path:
+                out[f"{claim}:{path}"] = (tree.read(path), entry.mode & 0o7777, entry.uid, entry.gid)
+    return out
+
+
+def secret_values(run: SweepRun) -> dict[str, str]:
+    out = {}
+    for name, key in SECRET_KEYS:
+        secret = run.call(run.sandbox.client.get(kc.SECRETS, name, run.namespace)) or {}
+        out[f"{name}/{key}"] = (secret.get("data") or {}).get(key, "")
+    return out
+
+
+def _scale(run: SweepRun, replicas: int) -> None:
+    for deployment in ("mayanode", "bifrost"):
+        run.call(run.sandbox.client.patch(kc.DEPLOYMENTS, deployment, {"spec": {"replicas": replicas}},
+                                          run.namespace))
+
+
+def backed_up_and_wiped(run: SweepRun) -> None:
+    """The world a restore starts from: a node that took part in a churn (so it holds a key share), backed up by
+    an operator of its own (stopped before the scenario's operator starts: the sweep counts only the restore's
+    writes), then its mayanode and bifrost scaled to 0 by hand, both PVCs wiped, the mnemonic and password
+    blanked (not deleted: the mnemonic Secret is never absent), and the Deployments scaled back to 1."""
+    seed_with_backup_identity(run)
+    run.call(_churn(run.mocknet))
+    setup_log = run.data["log_path"].with_name(f"{run.namespace}-setup.log")
+    operator = OperatorProcess(run.sandbox.kubeconfig_path, setup_log, namespaces=tuple(run.namespaces), extra_env={
+        "MAYANODE_OPERATOR_LOCK_NAMESPACE": run.namespace, "MAYANODE_OPERATOR_ROLLOUT_NAMESPACE": run.namespace})
+    operator.start()
+    try:
+        run.apply(mayanode_body(run, backup={**backup_policy(run), "afterChurn": False}))
+        run.apply(backup_body(run))
+        eventually(lambda: backup_verified(run), timeout=90, interval=0.2,
+                   message=lambda: f"setup: the backup to restore from\n{operator.log_text()[-2000:]}")
+    finally:
+        operator.stop()
+    files = run.call(lambda: identity_files(run))
+    assert any("localstate-" in path for path in files) and len(files) >= 6, sorted(files)
+    run.data["identity_files"], run.data["secrets"] = files, secret_values(run)
+    assert all(run.data["secrets"].values()), "the seeded Secrets hold values"
+    _scale(run, 0)
+    eventually(lambda: not run.mocknet.running_processes(run.namespace), timeout=20, interval=0.1,
+               message="setup: the node's pods stopped")
+    for claim in IDENTITY_PATHS:
+        run.call(lambda claim=claim: run.sandbox.kubelet.volume(run.namespace, claim).wipe())
+    for name, key in SECRET_KEYS:
+        run.call(run.sandbox.client.patch(kc.SECRETS, name, {"data": {key: ""}}, run.namespace))
+    _scale(run, 1)
+    assert run.call(lambda: identity_files(run)) == {}
+
+
+async def _churn(net: Any) -> None:
+    net.churn()
+    await net.settle()
+
+
+def restore_body(run: SweepRun) -> dict[str, Any]:
+    # Generous timeouts: the operator is dead for a while after each kill (or its calls fail), and that time counts.
+    return {"apiVersion": naming.API_VERSION, "kind": "NodeRestore",
+            "metadata": {"name": RESTORE_NAME, "namespace": run.namespace},
+            "spec": {"backupRef": {"name": BACKUP_NAME}, "nodeRef": {"name": run.namespace},
+                     "doubleSignGuard": {"silentBlocks": 3, "rpc": [run.mocknet.public_rpc_url]},
+                     "timeouts": {"guardSeconds": 600, "readySeconds": 600, "scaleDownSeconds": 600}}}
+
+
+def restored(run: SweepRun) -> bool:
+    """The outcome only (the restore's steps may change): Completed, the identical files and Secrets, and the node
+    back up, Ready, serving the same node address, no longer held down."""
+    body = run.get("NodeRestore", RESTORE_NAME) or {}
+    status = body.get("status") or {}
+    assert status.get("phase") == "Completed", status
+    assert run.call(lambda: identity_files(run)) == run.data["identity_files"], "restored files differ"
+    assert secret_values(run) == run.data["secrets"], "restored Secrets differ"
+    address = run.data["nodes"][run.namespace].node_address
+    serving = run.mocknet.serving_process(run.namespace)
+    assert serving is not None and serving.node_address == address, serving
+    ready(run)
+    node_status = run.get("MayaNode")["status"]
+    assert (node_status.get("node") or {}).get("address") == address, node_status
+    assert run.condition("Suspended").get("status") == "False", node_status
+    for deployment in ("mayanode", "bifrost"):
+        assert (run.deployment(deployment) or {}).get("spec", {}).get("replicas") == 1, deployment
+    return True
+
+
+# Issue 4: a backed-up node whose PVCs and Secrets were wiped; a NodeRestore brings back the identical files and
+# Secrets (helper pods, exec tar streams, Secret updates in place, the key lock, the silence guard) and the node.
+RESTORE = Scenario(
+    name="restore",
+    setup=backed_up_and_wiped,
+    steps=[Step(lambda run: run.apply(restore_body(run)), until=restored, timeout=120)],
+    converged=restored,
+    converge_timeout=90,
+)
+
+
+# ------------------------------------------------------------------------------------------- upgrade
+
+OLD_VERSION, NEW_VERSION = "1.111.0", "1.112.0"
+UNCONFIRMED_SETTLE_SECONDS = 15.0
+
+
+def _network_versions(run: SweepRun, version: str) -> None:
+    """The rest of the network (virtual Active nodes, one of them on the old version) runs `version`, three to one
+    against the world's own nodes: the nodes of earlier runs stay Active on the mocknet, some of them on the new
+    version (a sweep's runs share a world), and must not decide the 2/3 adoption."""
+    own = sum(1 for node in run.mocknet.active_nodes() if not node.virtual)
+    run.mocknet.set_network_versions({OLD_VERSION: 1, version: 3 * own + 3})
+
+
+def seed_for_upgrade(run: SweepRun) -> None:
+    """An Active node on the old version; the rest of the network has not adopted the new one."""
+    run.seed_node(version=OLD_VERSION, status="Active", ip_address="203.0.113.7")
+    _network_versions(run, OLD_VERSION)
+
+
+def upgrade_spec() -> dict[str, Any]:
+    # Adoption (Next) is the gate under test; the churn gate is off so that another scenario's churn in a shared
+    # world (a retiring vault) cannot hold this Active node.
+    return {"upgrade": {"healthTimeoutSeconds": 90, "gates": {"churn": {"avoidWhileActive": False}}}}
+
+
+def _images(run: SweepRun) -> dict[str, str]:
+    return {d: (run.deployment(d) or {})["spec"]["template"]["spec"]["containers"][0]["image"]
+            for d in ("mayanode", "bifrost")}
+
+
+def _set_versions(run: SweepRun, accepted: bool = True) -> list[Any]:
+    return [t for t in run.mocknet.transactions if t.namespace == run.namespace and t.argv
+            and t.argv[0] == "set-version" and (t.result.ok or not accepted)]
+
+
+def waiting_for_adoption(run: SweepRun) -> bool:
+    body = run.get("MayaNode") or {}
+    cond = run.condition("UpgradeBlocked")
+    assert cond.get("status") == "True" and cond.get("reason") == "WaitingForAdoption", body.get("status")
+    assert all(image.endswith(f"-{OLD_VERSION}") for image in _images(run).values()), _images(run)
+    return True
+
+
+def adopt(run: SweepRun) -> None:
+    assert all(image.endswith(f"-{OLD_VERSION}") for image in _images(run).values()), \
+        f"an image changed before the network adopted the target: {_images(run)}"
+    _network_versions(run, NEW_VERSION)
+
+
+def _set_version_unconfirmed(run: SweepRun) -> bool:
+    """set-version on record as being sent, its answer never recorded (the operator died between the two, or the
+    checkpoint's own answer was lost) and none sent: it is sent again once SET_VERSION_CONFIRM_TIMEOUT (5 min)
+    passed without the chain showing the version, as a pending IP announcement or mimir vote is. Only a record
+    older than UNCONFIRMED_SETTLE_SECONDS counts: a running operator sends within moments of the record (and one
+    that restarted looks at the chain again within seconds), so a younger one may still be answered."""
+    current = (((run.get("MayaNode") or {}).get("status") or {}).get("upgrade") or {}).get("current") or {}
+    recorded = parse_time(current.get("stepStartedAt"))
+    return (current.get("step") == "SetVersion" and current.get("versionAnnounced") is True
+            and current.get("message") == SET_VERSION_SENDING and not _set_versions(run, accepted=False)
+            and recorded is not None
+            and (datetime.now(timezone.utc) - recorded).total_seconds() >= UNCONFIRMED_SETTLE_SECONDS)
+
+
+def upgraded(run: SweepRun) -> bool:
+    """Succeeded: both images on the new version, the node Ready on it, set-version accepted exactly once (or on
+    record as being sent and waiting for the chain: see `_set_version_unconfirmed`)."""
+    body = run.get("MayaNode") or {}
+    status = body.get("status") or {}
+    assert all(image.endswith(f"-{NEW_VERSION}") for image in _images(run).values()), _images(run)
+    assert status.get("version") == NEW_VERSION, status
+    if _set_version_unconfirmed(run):
+        ready(run)
+        return True
+    history = (status.get("upgrade") or {}).get("history") or []
+    assert history and history[-1].get("result") == "Succeeded", status.get("upgrade")
+    assert (history[-1].get("from"), history[-1].get("to")) == (OLD_VERSION, NEW_VERSION), history[-1]
+    for type_ in ("UpgradeBlocked", "Degraded"):
+        assert run.condition(type_).get("status") == "False", (type_, status)
+    ready(run)
+    assert len(_set_versions(run)) == 1, f"set-version accepted {len(_set_versions(run))} times"
+    assert run.mocknet.node(run.data["nodes"][run.namespace].node_address).version == NEW_VERSION
+    return True
+
+
+def set_version_once(run: SweepRun):
+    """The upgrade's one transaction is sent once: never again after it was accepted, and nothing else is sent."""
+    sent = [t for t in run.mocknet.transactions if t.namespace == run.namespace]
+    others = [t.argv for t in sent if not t.argv or t.argv[0] != "set-version"]
+    if others:
+        yield f"transactions other than set-version were sent: {others}"
+    if len(_set_versions(run)) > 1:
+        yield f"set-version accepted {len(_set_versions(run))} times"
+
+
+# Issue 6: a MayaNode moves to the next version only once the network adopted it; mayanode, then bifrost, each
+# health-checked; then set-version once.
+UPGRADE = Scenario(
+    name="upgrade",
+    setup=seed_for_upgrade,
+    steps=[
+        Step(lambda run: run.apply(mayanode_body(run, version=NEW_VERSION, **upgrade_spec())),
+             until=waiting_for_adoption),
+        Step(adopt, until=upgraded, timeout=90),
+    ],
+    converged=upgraded,
+    invariants=[set_version_once],
+    note=lambda run: "set-version on record as being sent, never sent: sent again after the confirmation window"
+    if _set_version_unconfirmed(run) else "",
 )

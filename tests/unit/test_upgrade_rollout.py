@@ -293,8 +293,9 @@ def test_set_version_is_recorded_before_it_is_sent_and_sent_once():
     plan = r.plan_rollout(inputs(previous=current("SetVersion"), budget=r.BudgetDecision("held"), **both_new))
     assert plan.checkpoint and plan.upgrade["current"]["versionAnnounced"] is True
     assert [a.kind for a in plan.actions] == ["SendSetVersion"]
-    done = r.plan_rollout(inputs(previous={"current": plan.upgrade["current"]}, budget=r.BudgetDecision("held"),
-                                 **both_new))
+    # The facet records the send's answer in `message` (in place of the checkpoint's SET_VERSION_SENDING).
+    answered = {**plan.upgrade["current"], "message": "set-version sent (txhash ABC)"}
+    done = r.plan_rollout(inputs(previous={"current": answered}, budget=r.BudgetDecision("held"), **both_new))
     assert not done.checkpoint and [a.kind for a in done.actions] == ["ReleaseBudget"]
     assert done.upgrade["state"] == "Idle" and done.upgrade["current"] is None
     entry = done.upgrade["history"][-1]

@@ -19,6 +19,7 @@ import io
 import json
 import logging
 import posixpath
+import re
 import tarfile
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -45,6 +46,15 @@ MAX_FILE_SIZE = 16 * 1024 * 1024
 
 EXEC_ATTEMPTS = 3
 EXEC_RETRY_SECONDS = 0.2
+# What the container runtime answers when it cannot start the command at all (the container is restarting or
+# stopped), as `kubectl exec` shows it: exit 126 and this on stderr. The command never ran, as with a refused exec.
+RUNTIME_REFUSED = re.compile(r"OCI runtime exec failed|unable to start container process|container not running",
+                             re.I)
+
+
+def runtime_refused(result: Any) -> bool:
+    """The exec reached the container runtime, which could not start the command (it did not run)."""
+    return result.exit_code == 126 and bool(RUNTIME_REFUSED.search(result.stderr_text(4000)))
 
 
 class VolumeError(Exception):
@@ -164,17 +174,22 @@ class VolumeSession:
         return f"{self.target.component} home {self.root} via {self.via} pod {self.pod}"
 
     async def _run(self, command: list[str], stdin: bytes | None = None, timeout: float = 120.0):
-        """Run a command; an exec that could not be run (connection refused or lost) is tried again, since every
-        volume operation is idempotent. A command that ran and failed is not retried: that is an answer."""
+        """Run a command; an exec that could not be run (connection refused or lost, or the container runtime could
+        not start it) is tried again, since every volume operation is idempotent. A command that ran and failed is
+        not retried: that is an answer (so is the runtime's refusal at the last attempt, for the caller to report)."""
         failure: ExecError | None = None
         for attempt in range(EXEC_ATTEMPTS):
             if attempt:
                 await asyncio.sleep(EXEC_RETRY_SECONDS * attempt)
             try:
-                return await self._exec.run(self.namespace, self.pod, self.container, command, stdin=stdin,
-                                            timeout=timeout)
+                result = await self._exec.run(self.namespace, self.pod, self.container, command, stdin=stdin,
+                                              timeout=timeout)
             except ExecError as err:
                 failure = err
+                continue
+            if attempt + 1 < EXEC_ATTEMPTS and runtime_refused(result):
+                continue
+            return result
         raise VolumeError(str(failure)) from None
 
     def _relative(self, shown: str) -> str | None:

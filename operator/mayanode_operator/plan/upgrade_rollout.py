@@ -10,8 +10,12 @@ A step is *entered* by writing it to status at the end of a pass; its side effec
 a NodeBackup, a Lease write) is done in the following passes until it shows in the observation.
 Nothing has changed on the node before Mayanode/StopOld, so until then the upgrade can still be
 called off (target changed, a gate closed again). `set-version` is the one action that is not
-idempotent: `versionAnnounced` is written to status before it is sent (a checkpoint), so it is
-sent at most once.
+idempotent: `versionAnnounced` is written to status before it is sent (a checkpoint, its message
+`SET_VERSION_SENDING` until the answer replaces it), so it is not sent twice. A checkpoint whose answer
+never reached the record (the operator stopped in between, or the checkpoint's own answer was lost) may
+or may not have been sent: the chain decides. It is sent again only when the chain has not recorded
+the version `SET_VERSION_CONFIRM_TIMEOUT` after the checkpoint, as a pending IP announcement or mimir
+vote is.
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ HISTORY_LIMIT = 20
 ACTIVE_STEP_REQUEUE = 0.25       # seconds between passes while an image change is under way (pods, health)
 STEP_ADVANCE_REQUEUE = 0.05      # a step was entered: do its side effect right away
 NEAR_FLAG_DAY_REQUEUE = 1.0
+SET_VERSION_SENDING = "sending set-version"     # the checkpoint's message; the send's answer replaces it
+SET_VERSION_CONFIRM_TIMEOUT = timedelta(minutes=5)   # as external_ip/mimir_votes PENDING_TIMEOUT
+SET_VERSION_CONFIRM_REQUEUE = 10.0               # seconds between looks at the chain meanwhile
 PRE_CHANGE_STEPS = (S.PRE_UPGRADE_BACKUP, S.ACQUIRE_BUDGET)
 
 
@@ -601,14 +608,39 @@ def _change(inp: RolloutInputs, base: dict[str, Any], current: dict[str, Any], h
         return _finish(inp, base, current, history, "Succeeded", None,
                        f"mayanode and bifrost run {to}; the chain already records version {inp.announced_version}",
                        image)
-    if current.get("versionAnnounced"):
+    if current.get("versionAnnounced") and current.get("message") != SET_VERSION_SENDING:
         return _finish(inp, base, current, history, "Succeeded", None,
                        f"mayanode and bifrost run {to}; {current.get('message') or 'set-version sent'}", image)
-    marked = {**current, "versionAnnounced": True}
+    if current.get("versionAnnounced"):
+        # On record as being sent, its answer is not: it may or may not have reached the chain.
+        waiting = _confirm_set_version(inp, base, current, to, renew)
+        if waiting is not None:
+            return waiting
+    marked = {**current, "versionAnnounced": True, "message": SET_VERSION_SENDING, "stepStartedAt": iso(inp.now)}
     plan = _plan({**base, "current": marked}, "InProgress", actions=[*renew, Action("SendSetVersion")],
                  requeue=STEP_ADVANCE_REQUEUE)
     plan.checkpoint = True
     plan.conditions = _progress_conditions(marked, f"announcing version {to} (set-version)")
+    return plan
+
+
+def _confirm_set_version(inp: RolloutInputs, base: dict[str, Any], current: dict[str, Any], to: str,
+                         renew: list[Action]) -> RolloutPlan | None:
+    """A set-version on record as being sent whose answer is not: wait for the chain to record the version, until
+    `SET_VERSION_CONFIRM_TIMEOUT` after the checkpoint; None when it is time to send it again."""
+    since = parse_time(current.get("stepStartedAt"))
+    if since is None:                                # no time on record: the wait starts now
+        current = {**current, "stepStartedAt": iso(inp.now)}
+        since = inp.now
+    left = (since + SET_VERSION_CONFIRM_TIMEOUT - inp.now).total_seconds()
+    if left <= 0:
+        return None
+    plan = _busy(base, current, S.SET_VERSION,
+                 f"set-version was recorded as being sent at {iso(since)} but its answer never reached the "
+                 f"record (the operator stopped in between, or the record's own answer was lost); waiting for "
+                 f"the chain to record version {to}, sending it again at "
+                 f"{iso(since + SET_VERSION_CONFIRM_TIMEOUT)} if it does not", renew)
+    plan.requeue_after = max(1.0, min(left, SET_VERSION_CONFIRM_REQUEUE))
     return plan
 
 
