@@ -198,3 +198,42 @@ def test_announce_ip_is_sent_once_after_the_node_is_back(world, node):
     assert drive(world, "announce")["status"]["phase"] == "Completed"
     assert len([t for t in world.sandbox.mocknet.transactions if t.namespace == NS
                 and t.argv[:1] == ["set-ip-address"]]) == 1
+
+
+def test_halts_come_from_a_node_that_sees_the_network_while_the_target_is_down(world, node):
+    """The node being restored is often down: a signing halt seen by another MayaNode of the network holds the
+    restore in Pending (nothing touched), and it goes ahead when the halt ends."""
+    seeded, peer = node
+
+    def conditions(reachable: bool) -> list[dict[str, Any]]:
+        return [{"type": "NodeAPIReachable", "status": "True" if reachable else "False", "reason": "Test",
+                 "message": "", "lastTransitionTime": "2024-06-01T00:00:00Z"}]
+
+    halt = {"kind": "Signing", "key": "HALTSIGNINGBTC", "chain": "BTC"}
+    kube = world.runtime.kube
+    world.mayanode(peer)
+    world.call(kube.patch_custom_status(naming.MAYANODE_PLURAL, PEER, PEER,
+                                        {"conditions": conditions(True), "network": {"halts": [halt]}}))
+    world.call(kube.patch_custom_status(naming.MAYANODE_PLURAL, NS, NS,
+                                        {"conditions": conditions(False), "network": {"halts": []}}))
+    try:
+        restore(world, "halted", peer)
+        for _ in range(3):
+            world.call(reconcile_noderestore(world.runtime, NS, "halted"))
+        status = world.get(naming.NODERESTORE_PLURAL, NS, "halted")["status"]
+        assert status["phase"] == "Pending" and not status.get("steps"), status
+        assert "HALTSIGNINGBTC" in status["message"] and f"MayaNode {PEER}/{PEER}" in status["message"], status
+        assert any(e["reason"] == "WaitingForHalt" for e in world.events(NS, "halted"))
+        assert replicas(world, "mayanode") == 1
+        world.call(kube.patch_custom_status(naming.MAYANODE_PLURAL, PEER, PEER, {"network": {"halts": []}}))
+        body = drive(world, "halted", until="AcquireKeyLock")
+        assert body["status"]["phase"] != "Pending" and plan_step_done(body["status"], "VerifyBackup"), body["status"]
+    finally:
+        world.call(asyncio.to_thread(kube.custom.delete_namespaced_custom_object, naming.GROUP, naming.VERSION, NS,
+                                     naming.NODERESTORE_PLURAL, "halted"))
+        world.call(asyncio.to_thread(kube.custom.delete_namespaced_custom_object, naming.GROUP, naming.VERSION, PEER,
+                                     naming.MAYANODE_PLURAL, PEER))
+
+
+def plan_step_done(status: dict[str, Any], name: str) -> bool:
+    return any(s["name"] == name and s.get("completedAt") for s in status.get("steps") or ())

@@ -73,7 +73,10 @@ class DirEntry:
 
 
 def helper_pod_body(namespace: str, target: VolumeTarget, *, image: str, labels: Mapping[str, str],
-                    owner: Mapping[str, Any] | None = None, purpose: str = "backup") -> dict[str, Any]:
+                    owner: Mapping[str, Any] | None = None, purpose: str = "backup",
+                    node_name: str | None = None) -> dict[str, Any]:
+    """A busybox pod on the PVC. `node_name`: where a pod already mounts it (a ReadWriteOnce volume can be mounted
+    by pods of one node only)."""
     metadata: dict[str, Any] = {
         "generateName": f"{purpose}-{target.component}-",
         "namespace": namespace,
@@ -95,6 +98,7 @@ def helper_pod_body(namespace: str, target: VolumeTarget, *, image: str, labels:
                 "volumeMounts": [{"name": "data", "mountPath": HELPER_MOUNT}],
             }],
             "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": target.pvc}}],
+            **({"nodeName": node_name} if node_name else {}),
         },
     }
 

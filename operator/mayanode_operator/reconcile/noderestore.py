@@ -56,6 +56,7 @@ from .nodebackup import describe_validation_error, load_backup, read_identity
 from .runtime import Runtime
 
 logger = logging.getLogger(__name__)
+STOP_WATCH_SECONDS = 3.0       # how long one pass watches the old node's pods end before it requeues
 
 TRANSIENT = (ApiException, urllib3.exceptions.HTTPError, OSError, aiohttp.ClientError, TimeoutError, LockConflict,
              EndpointFailure)
@@ -175,9 +176,7 @@ async def load(runtime: Runtime, namespace: str, name: str) -> tuple[Ctx, plan.R
     if spec is not None and node_spec is not None:
         announce = spec.announce_ip if spec.announce_ip is not None else bool(
             node_spec.external_ip and node_spec.external_ip.announce)
-        halts = (((node_body or {}).get("status") or {}).get("network") or {}).get("halts") or ()
-        halt = blocking_halt(node_spec.halt_policy, HaltAction.RESTORE, halts, force=spec.force)
-        halt_text = waiting_message(HaltAction.RESTORE, halt) + " (or set spec.force: true)" if halt else None
+        halt_text = await restore_halt(runtime, spec, node_spec, node_body or {}, status)
     generation = (body.get("metadata") or {}).get("generation")
     ctx = Ctx(runtime, body, namespace, name, spec, node_body, node_spec, status, generation, announce,
               KubernetesExec(runtime.kube.api_client))
@@ -185,6 +184,23 @@ async def load(runtime: Runtime, namespace: str, name: str) -> tuple[Ctx, plan.R
                                 announce=announce, halt=halt_text, node_found=node_body is not None,
                                 spec_error=spec_error)
     return ctx, inputs
+
+
+async def restore_halt(runtime: Runtime, spec: NodeRestoreSpec, node_spec: MayaNodeSpec, node_body: Mapping[str, Any],
+                       status: Mapping[str, Any]) -> str | None:
+    """What holds the restore back before it touches anything (None: go ahead). Halts matter only then, so other
+    MayaNodes are listed only while the restore has not started and its own node cannot see the network."""
+    if spec.force or plan.step_record(status, plan.VERIFY) is not None or status.get("phase") in plan.FINISHED:
+        return None
+    peers: list[dict[str, Any]] = []
+    if not plan.api_reachable(node_body):
+        from .facet_replicas import list_all_mayanodes
+        peers = await list_all_mayanodes(runtime)
+    halts, source = plan.restore_halts(node_body, peers)
+    halt = blocking_halt(node_spec.halt_policy, HaltAction.RESTORE, halts)
+    if halt is None:
+        return None
+    return waiting_message(HaltAction.RESTORE, halt) + (f" ({source})" if source else "") + " (or set spec.force: true)"
 
 
 async def reconcile_noderestore(runtime: Runtime, namespace: str, name: str) -> float | None:
@@ -473,8 +489,10 @@ def _running(pod: Mapping[str, Any]) -> bool:
                for cs in status.get("containerStatuses") or [])
 
 
-async def helper(ctx: Ctx, namespace: str, target: VolumeTarget, *, timeout: float = 120.0) -> str:
-    """A running helper pod of this restore on `target`'s PVC: the one already there, or a new one."""
+async def helper(ctx: Ctx, namespace: str, target: VolumeTarget, *, timeout: float = 120.0,
+                 node_name: str | None = None) -> str:
+    """A running helper pod of this restore on `target`'s PVC: the one already there, or a new one (on `node_name`
+    when given)."""
     kube = ctx.runtime.kube
     selector = {LABEL_RESTORE: ctx.name, f"{naming.GROUP}/component": target.component}
     for pod in await kube.list_pods(namespace, selector):
@@ -485,7 +503,8 @@ async def helper(ctx: Ctx, namespace: str, target: VolumeTarget, *, timeout: flo
             return str(pod["metadata"]["name"])
     image = getattr(ctx.runtime.config, "helper_image", None) or "busybox:1.36"
     owner = ctx.owner_reference if namespace == ctx.namespace else None
-    body = helper_pod_body(namespace, target, image=image, labels=helper_labels(ctx), owner=owner, purpose="restore")
+    body = helper_pod_body(namespace, target, image=image, labels=helper_labels(ctx), owner=owner, purpose="restore",
+                           node_name=node_name)
     response = await asyncio.to_thread(kube.core.create_namespaced_pod, namespace, body, _preload_content=False)
     name = json.loads(response.data)["metadata"]["name"]
     deadline = time.monotonic() + timeout
@@ -811,48 +830,80 @@ async def step_stop_old(ctx: Ctx, resume: bool) -> None:
     ref = ctx.spec.double_sign_guard.old_node
     namespace, spec, body = await old_node(ctx)
     key = f"{namespace}/{ref.name}"
+    target = targets(spec)[MAYANODE]
     if ref.suspend:
         await begin(ctx, plan.STOP_OLD, f"suspending the old MayaNode {key} (spec.suspend: true) and waiting for its "
                                         f"pods to be gone")
+    else:
+        await begin(ctx, plan.STOP_OLD, f"waiting for someone to stop the old MayaNode {key}")
+    pods = await pods_of(ctx, namespace, spec)
+    # The helper that reads the old node's sign state starts while the old node still runs (on the node where its
+    # mayanode pod mounts the volume), so the read right after the stop costs one exec, not a pod start.
+    helper_pod = await helper(ctx, namespace, target, node_name=await mounting_node(ctx, namespace, spec))
+    if ref.suspend:
         if not (body.get("spec") or {}).get("suspend"):
             await asyncio.to_thread(ctx.runtime.kube.custom.patch_namespaced_custom_object, naming.GROUP,
                                     naming.VERSION, namespace, naming.MAYANODE_PLURAL, ref.name,
                                     {"spec": {"suspend": True}}, _preload_content=False)
         await scale_to_zero(ctx, namespace, spec)
-    else:
-        await begin(ctx, plan.STOP_OLD, f"waiting for someone to stop the old MayaNode {key}")
-    pods = await pods_of(ctx, namespace, spec)
+        # Every moment between the old pods' end and the new node's start is downtime: watch closely for a while.
+        pods = await pods_gone_within(ctx, namespace, spec, STOP_WATCH_SECONDS)
     if pods:
         limit = ctx.spec.timeouts.scale_down_seconds if ref.suspend else ctx.spec.timeouts.guard_seconds
         if plan.deadline_passed(ctx.status, plan.STOP_OLD, limit, ctx.now):
             raise StepFailed("OldNodeStillRunning", f"the old node's pods {', '.join(sorted(pods))} were still there "
                                                     f"after {limit}s")
-        raise waiting(ctx, plan.STOP_OLD, f"waiting for the old node's pods {', '.join(sorted(pods))} to be gone",
-                      min(ctx.poll, 0.05))
-    source = await chain_source(ctx)
+        raise waiting(ctx, plan.STOP_OLD, f"waiting for the old node's pods {', '.join(sorted(pods))} to be gone")
+    # Its pods are gone (the kubelet confirmed its containers ended): what it signed last is on its volume now.
+    source, entry = await asyncio.gather(
+        chain_source(ctx), PvcFiles(ctx, namespace, target, helper_pod).read([SIGN_STATE_PATH]))
+    await delete_pod(ctx, namespace, helper_pod)
     stop_height = source.tip if source else None
-    # The old node's sign state, read after it stopped (its processes wrote it at exit).
     state = None
-    target = targets(spec)[MAYANODE]
-    pod = await helper(ctx, namespace, target)
-    try:
-        entry = (await PvcFiles(ctx, namespace, target, pod).read([SIGN_STATE_PATH])).get(SIGN_STATE_PATH)
-    finally:
-        await delete_pod(ctx, namespace, pod)
-    if entry is not None:
+    if SIGN_STATE_PATH in entry:
         try:
-            state = chainkeys.parse_priv_validator_state(entry.data)
+            state = chainkeys.parse_priv_validator_state(entry[SIGN_STATE_PATH].data)
         except chainkeys.ChainKeyError:
             state = None
     inputs = [i for i in ctx.status.get("signStateInputs") or () if i.get("source") != guard.OLD_NODE_VOLUME]
     if state is not None:
         inputs.append({"source": guard.OLD_NODE_VOLUME, "height": state.height, "round": state.round,
                        "step": state.step})
-    g = guard_status(ctx, stopHeight=max(stop_height or 0, int((ctx.status.get("guard") or {}).get("stopHeight") or 0))
-                     or None, silentFromHeight=None, silentToHeight=None)
-    await complete(ctx, plan.STOP_OLD, f"the old node {key} has no pods (chain height {stop_height}); its sign state "
-                                       f"reads height {state.height if state else 'unknown'}",
-                   guard={k: v for k, v in g.items() if v is not None}, signStateInputs=inputs)
+    stop = max(stop_height or 0, int((ctx.status.get("guard") or {}).get("stopHeight") or 0)) or None
+    message = (f"the old node {key} has no pods (chain height {stop_height}); its sign state reads height "
+               f"{state.height if state else 'unknown'}")
+    if ref.prove_silent_on_chain:
+        g = guard_status(ctx, stopHeight=stop, silentFromHeight=None, silentToHeight=None)
+    elif stop is None and state is None:
+        # Neither the chain nor its volume says how far it signed: nothing to raise the high-water mark to.
+        raise waiting(ctx, plan.STOP_OLD, f"the old node {key} stopped, but neither an RPC endpoint nor its volume "
+                                          f"tells how far it signed: retrying", max(ctx.poll * 4, 1.0))
+    else:
+        # The hand-off's proof: the operator saw the old node's pods gone and read what it signed last.
+        g = guard_status(ctx, stopHeight=stop, method="HandOff", passedAt=plan.iso(ctx.now), chainTip=stop,
+                         rpc=source.url if source else None)
+        message += "; the guard passed (hand-off: the old node is stopped and its last signature known)"
+    await complete(ctx, plan.STOP_OLD, message, guard={k: v for k, v in g.items() if v is not None},
+                   signStateInputs=inputs)
+
+
+async def pods_gone_within(ctx: Ctx, namespace: str, spec: MayaNodeSpec, seconds: float) -> list[str]:
+    """Poll the node's pods closely (every 20 ms, as a hand-run script would) for up to `seconds`; those left."""
+    deadline = time.monotonic() + seconds
+    while True:
+        pods = await pods_of(ctx, namespace, spec)
+        if not pods or time.monotonic() >= deadline:
+            return pods
+        await asyncio.sleep(0.02)
+
+
+async def mounting_node(ctx: Ctx, namespace: str, spec: MayaNodeSpec) -> str | None:
+    """The Kubernetes node where the mayanode pod runs (None once it is gone: the scheduler picks one)."""
+    for pod in await Workloads(ctx.runtime.kube).running_pods(namespace, spec.mayanode.deployment):
+        node = (pod.get("spec") or {}).get("nodeName")
+        if node and not (pod.get("metadata") or {}).get("deletionTimestamp"):
+            return str(node)
+    return None
 
 
 async def step_silent(ctx: Ctx, resume: bool) -> None:
