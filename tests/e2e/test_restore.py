@@ -176,9 +176,12 @@ def test_wiped_node_is_restored_identically(world, operator, kube, peer):
     assert status["downtimeSeconds"] > 0 and condition(body, "Completed")["status"] == "True"
     state = json.loads(world.kubelet.volume(ns, "mayanode").read(".mayanode/data/priv_validator_state.json"))
     assert int(state["height"]) >= status["highWaterMark"]["height"]
-    reasons = {e["reason"] for e in kube.events(ns, "back")}
-    assert {"BackupVerified", "ScaledDown", "FilesWritten", "SecretsSwapped", "KeySilent", "SignStateWritten",
-            "ScaledUp", "NodeReady", "RestoreCompleted"} <= reasons, reasons
+    wanted = {"BackupVerified", "ScaledDown", "FilesWritten", "SecretsSwapped", "KeySilent", "SignStateWritten",
+              "ScaledUp", "NodeReady", "RestoreCompleted"}
+    # Events follow the status write they describe: wait for the last one.
+    reasons = eventually(lambda: wanted <= (r := {e["reason"] for e in kube.events(ns, "back")}) and r, timeout=10,
+                         message=f"events {wanted}")
+    assert wanted <= reasons, reasons
     mn = eventually(lambda: (m := kube.mayanode(ns, ns)) and condition(m, "Suspended").get("status") == "False"
                     and m, timeout=20)
     assert mn["status"]["replicas"]["suspended"] is False
@@ -211,7 +214,8 @@ def test_migration_refused_while_old_runs_then_succeeds(world, operator, kube, p
     assert refused["phase"] == "Failed" and refused["failedStep"] == "AcquireKeyLock", dump(refused)
     assert refused["guard"]["lockHolder"] == f"{old_ns}/{old_ns}" and not refused.get("nodeLeftDown")
     assert "nothing was changed" in refused["nextAction"]
-    assert any(e["reason"] == "KeyInUse" and e["type"] == "Warning" for e in kube.events(new_ns, "too-early"))
+    eventually(lambda: any(e["reason"] == "KeyInUse" and e["type"] == "Warning"
+                           for e in kube.events(new_ns, "too-early")), timeout=10, message="a KeyInUse Warning")
     assert kube.apps.read_namespaced_deployment("mayanode", new_ns).spec.replicas == 1      # untouched
     assert world.mocknet.serving_process(old_ns) is not None          # A untouched
 
@@ -298,7 +302,8 @@ def test_suspend_and_resume(world, operator, kube):
     mn = eventually(lambda: (m := kube.mayanode(ns, ns)) and condition(m, "Suspended").get("status") == "False" and m,
                     timeout=20)
     assert kube.apps.read_namespaced_deployment("bifrost", ns).spec.replicas == 1
-    assert {"Suspended", "Resumed"} <= {e["reason"] for e in kube.events(ns, ns)}
+    eventually(lambda: {"Suspended", "Resumed"} <= {e["reason"] for e in kube.events(ns, ns)}, timeout=10,
+               message="Suspended and Resumed events")
 
 
 def test_no_secret_material_in_logs_events_or_status(world, operator, kube):

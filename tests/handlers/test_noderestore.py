@@ -237,3 +237,29 @@ def test_halts_come_from_a_node_that_sees_the_network_while_the_target_is_down(w
 
 def plan_step_done(status: dict[str, Any], name: str) -> bool:
     return any(s["name"] == name and s.get("completedAt") for s in status.get("steps") or ())
+
+
+def test_a_hand_off_whose_old_deployments_are_gone_proves_the_key_silent_on_chain(world, node):
+    """Without its Deployments, pods the old node left running could not be found: the stop is not taken as proven
+    and the chain must show the key silent, as for a migration from outside the cluster."""
+    seeded, peer = node
+    world.create(naming.MAYANODE_PLURAL, {
+        "apiVersion": naming.API_VERSION, "kind": "MayaNode", "metadata": {"name": "ghost", "namespace": PEER},
+        "spec": {"network": seeded.network, "nodeAddress": seeded.node_address,
+                 "mayanode": {"deployment": "ghost-mayanode"}, "bifrost": {"deployment": "ghost-bifrost"},
+                 "api": {"rest": peer.rest_url, "rpc": peer.rpc_url, "timeoutSeconds": 2}}})
+    try:
+        restore(world, "ghost-handoff", peer, guard={"oldNode": {"name": "ghost", "namespace": PEER}})
+        status = drive(world, "ghost-handoff")["status"]
+        assert status["phase"] == "Completed", status
+        stop_old = next(s for s in status["steps"] if s["name"] == "StopOldNode")
+        assert "do not exist" in stop_old["message"] and "silent on chain" in stop_old["message"], stop_old
+        assert plan_step_done(status, "WaitKeySilent")
+        assert status["guard"]["method"] == "HandOff"
+        assert status["guard"]["silentToHeight"] - status["guard"]["silentFromHeight"] >= 3
+        assert "OldNodeVolume" not in {i["source"] for i in status["signStateInputs"]}
+        assert world.get(naming.MAYANODE_PLURAL, PEER, "ghost")["spec"]["suspend"] is True
+        assert replicas(world, "mayanode") == 1
+    finally:
+        world.call(asyncio.to_thread(world.runtime.kube.custom.delete_namespaced_custom_object, naming.GROUP,
+                                     naming.VERSION, PEER, naming.MAYANODE_PLURAL, "ghost"))

@@ -39,10 +39,8 @@ def decide(status: dict, spec: NodeRestoreSpec = SPEC, **kw) -> plan.Decision:
 def test_step_order():
     assert plan.steps_for(SPEC, announce=False) == ORDER
     assert plan.steps_for(FILES_ONLY, announce=False) == [s for s in ORDER if s != "SwapSecrets"]
-    # A hand-off proves the stop itself (pods gone, sign state read): no silent blocks unless asked for.
-    assert plan.steps_for(HANDOFF, announce=True) == [*ORDER[:5], "StopOldNode", *ORDER[6:], "AnnounceIP"]
-    assert plan.steps_for(HANDOFF_CHAIN_PROOF, announce=True) == [*ORDER[:5], "StopOldNode", *ORDER[5:],
-                                                                  "AnnounceIP"]
+    for spec in (HANDOFF, HANDOFF_CHAIN_PROOF):
+        assert plan.steps_for(spec, announce=True) == [*ORDER[:5], "StopOldNode", *ORDER[5:], "AnnounceIP"]
     # The old node stops only after the slow, safe work (verify, scale down, write, Secrets).
     for spec in (HANDOFF, HANDOFF_CHAIN_PROOF):
         handoff = plan.steps_for(spec, announce=False)
@@ -51,6 +49,18 @@ def test_step_order():
         assert handoff.index("StopOldNode") < handoff.index("WriteSignState") < handoff.index("ScaleUp")
     handoff = plan.steps_for(HANDOFF_CHAIN_PROOF, announce=False)
     assert handoff.index("WaitKeySilent") < handoff.index("WriteSignState") < handoff.index("ScaleUp")
+
+
+def test_a_hand_off_that_saw_the_stop_skips_the_silent_blocks():
+    stopped = done(*ORDER[:5], "StopOldNode", guard={"method": "HandOff", "passedAt": "2024-06-01T11:00:01Z"})
+    assert (decide(stopped, HANDOFF).action, decide(stopped, HANDOFF).step) == (plan.Action.STEP, "WriteSignState")
+    # Stopped without the proof (its Deployments could not be seen, or proveSilentOnChain): the chain must show it.
+    unproven = done(*ORDER[:5], "StopOldNode", guard={"stopHeight": 9})
+    assert decide(unproven, HANDOFF).step == "WaitKeySilent"
+    assert decide(unproven, HANDOFF_CHAIN_PROOF).step == "WaitKeySilent"
+    # Every step but the skipped one done: complete.
+    finished = done(*ORDER[:5], "StopOldNode", *ORDER[6:], guard={"method": "HandOff", "passedAt": "x"})
+    assert decide(finished, HANDOFF).action == plan.Action.COMPLETE
 
 
 def test_guarded_condition_by_the_step_that_proved_it():

@@ -8,8 +8,8 @@ Steps, in order (the phase each belongs to in brackets):
     SwapSecrets (restoreSecrets)                  [SwappingSecrets] only the target's pods read them, and they are
                                                                   held at 0: done early, off the downtime's path
     StopOldNode (hand-off only), WaitKeySilent    [Guarding]      the old node stops only now: the slow, safe work
-    (not in a hand-off unless proveSilentOnChain),                is done before, so the downtime is short
-    WriteSignState, RemoveHelpers
+    (skipped when StopOldNode saw the stop and                    is done before, so the downtime is short
+    passed the guard), WriteSignState, RemoveHelpers
     ScaleUp                                       [ScalingUp]
     WaitReady                                     [WaitingReady]
     AnnounceIP (when asked)                       [AnnouncingIP]  → Completed
@@ -77,12 +77,9 @@ def steps_for(spec: NodeRestoreSpec, *, announce: bool) -> list[str]:
     steps = [VERIFY, LOCK, SCALE_DOWN, WRITE]
     if spec.restore_secrets:
         steps.append(SWAP)
-    old = spec.double_sign_guard.old_node
-    if old is not None:
+    if spec.double_sign_guard.old_node is not None:
         steps.append(STOP_OLD)
-    if old is None or old.prove_silent_on_chain:
-        steps.append(SILENT)
-    steps += [SIGN_STATE, REMOVE_HELPERS, SCALE_UP, READY]
+    steps += [SILENT, SIGN_STATE, REMOVE_HELPERS, SCALE_UP, READY]
     if announce:
         steps.append(ANNOUNCE)
     return steps
@@ -166,7 +163,9 @@ def decide(inputs: RestoreInputs) -> Decision:
     if not phase:
         return Decision(Action.ACCEPT, reason="Accepted", message="restore accepted")
     order = steps_for(inputs.spec, announce=inputs.announce)
-    pending = [s for s in order if not step_done(status, s)]
+    # A hand-off whose stop the operator saw for itself passed the guard at StopOldNode: no silent blocks to wait for.
+    skipped = {SILENT} if guard_passed_at(status) == STOP_OLD else set()
+    pending = [s for s in order if not step_done(status, s) and s not in skipped]
     if not pending:
         return Decision(Action.COMPLETE, reason="Completed", message="every step is done")
     step = pending[0]

@@ -263,6 +263,7 @@ async def fail(ctx: Ctx, step: str, reason: str, message: str, **extra: Any) -> 
     action = plan.next_action(step, namespace=ctx.namespace, restore=ctx.name, node=ctx.node_name, spec=ctx.spec,
                               node_down=node_down, cons_pub_key=(ctx.status.get("guard") or {}).get("consensusPubKey"),
                               deployments=deployments, reason=reason)
+    _SIGN_STATE_TARGETS.pop(_restore_key(ctx), None)
     new = plan.failed(ctx.status, step, ctx.now, reason, message, action, ctx.generation, **extra)
     await ctx.save(new, [plan.failure_event(new)])
     ctx.runtime.queue.add((naming.MAYANODE_PLURAL, ctx.namespace, ctx.node_name))
@@ -837,9 +838,15 @@ async def step_stop_old(ctx: Ctx, resume: bool) -> None:
     else:
         await begin(ctx, plan.STOP_OLD, f"waiting for someone to stop the old MayaNode {key}")
     pods = await pods_of(ctx, namespace, spec)
+    missing = [d for d in (spec.mayanode.deployment, spec.bifrost.deployment)
+               if await ctx.runtime.kube.get_deployment(namespace, d) is None]
     # The helper that reads the old node's sign state starts while the old node still runs (on the node where its
-    # mayanode pod mounts the volume), so the read right after the stop costs one exec, not a pod start.
-    helper_pod = await helper(ctx, namespace, target, node_name=await mounting_node(ctx, namespace, spec))
+    # mayanode pod mounts the volume), so the read right after the stop costs one exec, not a pod start. Without
+    # its Deployment the old node's volume is not known to exist: the chain's proof stands in for its sign state.
+    helper_pod = None
+    if spec.mayanode.deployment not in missing:
+        helper_pod = await helper(ctx, namespace, target, node_name=await mounting_node(ctx, namespace, spec))
+    await prepare_sign_state(ctx)
     if ref.suspend:
         if not (body.get("spec") or {}).get("suspend"):
             await asyncio.to_thread(ctx.runtime.kube.custom.patch_namespaced_custom_object, naming.GROUP,
@@ -855,9 +862,13 @@ async def step_stop_old(ctx: Ctx, resume: bool) -> None:
                                                     f"after {limit}s")
         raise waiting(ctx, plan.STOP_OLD, f"waiting for the old node's pods {', '.join(sorted(pods))} to be gone")
     # Its pods are gone (the kubelet confirmed its containers ended): what it signed last is on its volume now.
-    source, entry = await asyncio.gather(
-        chain_source(ctx), PvcFiles(ctx, namespace, target, helper_pod).read([SIGN_STATE_PATH]))
-    await delete_pod(ctx, namespace, helper_pod)
+    entry: dict[str, FileEntry] = {}
+    if helper_pod is None:
+        source = await chain_source(ctx)
+    else:
+        source, entry = await asyncio.gather(
+            chain_source(ctx), PvcFiles(ctx, namespace, target, helper_pod).read([SIGN_STATE_PATH]))
+        await delete_pod(ctx, namespace, helper_pod)
     stop_height = source.tip if source else None
     state = None
     if SIGN_STATE_PATH in entry:
@@ -872,17 +883,22 @@ async def step_stop_old(ctx: Ctx, resume: bool) -> None:
     stop = max(stop_height or 0, int((ctx.status.get("guard") or {}).get("stopHeight") or 0)) or None
     message = (f"the old node {key} has no pods (chain height {stop_height}); its sign state reads height "
                f"{state.height if state else 'unknown'}")
-    if ref.prove_silent_on_chain:
+    if ref.prove_silent_on_chain or missing or state is None:
+        # The chain must show the key silent: asked for, or the stop or the last vote cannot be seen for sure.
         g = guard_status(ctx, stopHeight=stop, silentFromHeight=None, silentToHeight=None)
-    elif stop is None and state is None:
-        # Neither the chain nor its volume says how far it signed: nothing to raise the high-water mark to.
-        raise waiting(ctx, plan.STOP_OLD, f"the old node {key} stopped, but neither an RPC endpoint nor its volume "
-                                          f"tells how far it signed: retrying", max(ctx.poll * 4, 1.0))
+        if missing:
+            # Without its Deployment, pods it left running (orphaned) cannot be found: only the chain can tell.
+            message += (f"; its Deployment(s) {', '.join(missing)} do not exist, so its pods cannot be proven gone: "
+                        f"the key must be silent on chain")
+        elif state is None:
+            # Its last vote may be one height above the tip, in any round: only silent blocks rule it out.
+            message += "; without its sign state the key must be silent on chain"
     else:
-        # The hand-off's proof: the operator saw the old node's pods gone and read what it signed last.
-        g = guard_status(ctx, stopHeight=stop, method="HandOff", passedAt=plan.iso(ctx.now), chainTip=stop,
+        # The hand-off's proof: the operator saw the old node's pods gone and read its last vote (CometBFT records
+        # a vote there before it releases it).
+        g = guard_status(ctx, stopHeight=stop, method="HandOff", passedAt=plan.iso(ctx.now), chainTip=stop_height,
                          rpc=source.url if source else None)
-        message += "; the guard passed (hand-off: the old node is stopped and its last signature known)"
+        message += "; the guard passed (hand-off: the old node is stopped and its last vote is known)"
     await complete(ctx, plan.STOP_OLD, message, guard={k: v for k, v in g.items() if v is not None},
                    signStateInputs=inputs)
 
@@ -960,6 +976,39 @@ async def step_silent(ctx: Ctx, resume: bool) -> None:
                                     f"{silence.window_start}{hint}", min(ctx.poll, 0.05), guard=new_g)
 
 
+@dataclass(frozen=True)
+class SignStateTarget:
+    """Where the sign state goes on the restored node's volume, looked up before the old node stops so that the write
+    after the stop is one exec. A hint kept in memory only: a restarted operator looks again."""
+
+    pod: str
+    uid: int
+    gid: int
+    data_dir: bool
+
+
+_SIGN_STATE_TARGETS: dict[tuple[str, str, str], SignStateTarget] = {}
+
+
+def _restore_key(ctx: Ctx) -> tuple[str, str, str]:
+    return ctx.namespace, ctx.name, str((ctx.body.get("metadata") or {}).get("uid") or "")
+
+
+async def find_sign_state_target(ctx: Ctx) -> SignStateTarget:
+    assert ctx.node_spec is not None
+    target = targets(ctx.node_spec)[MAYANODE]
+    pod = await helper(ctx, ctx.namespace, target)
+    files = PvcFiles(ctx, ctx.namespace, target, pod)
+    key_item = next(iter((await files.read(["config/priv_validator_key.json"])).values()), None)
+    uid, gid = (key_item.uid, key_item.gid) if key_item is not None else (0, 0)
+    return SignStateTarget(pod, uid, gid, files.path("data") in await files.dirs())
+
+
+async def prepare_sign_state(ctx: Ctx) -> None:
+    if _restore_key(ctx) not in _SIGN_STATE_TARGETS:
+        _SIGN_STATE_TARGETS[_restore_key(ctx)] = await find_sign_state_target(ctx)
+
+
 async def step_sign_state(ctx: Ctx, resume: bool) -> None:
     assert ctx.spec is not None and ctx.node_spec is not None
     if not resume:
@@ -973,15 +1022,16 @@ async def step_sign_state(ctx: Ctx, resume: bool) -> None:
     if g.get("chainTip") is not None:
         states[guard.CHAIN_TIP] = guard.chain_tip_state(int(g["chainTip"]))
     mark = guard.high_water_mark(states)
-    target = targets(ctx.node_spec)[MAYANODE]
-    pod = await helper(ctx, ctx.namespace, target)
-    files = PvcFiles(ctx, ctx.namespace, target, pod)
-    mode, uid, gid = 0o600, 0, 0
-    key_item = next((i for i in (await files.read(["config/priv_validator_key.json"])).values()), None)
-    if key_item is not None:
-        uid, gid = key_item.uid, key_item.gid
-    data = chainkeys.render_priv_validator_state(mark.state)
-    await files.write([FileEntry(SIGN_STATE_PATH, data, mode, uid, gid, int(ctx.now.timestamp()))], ["data"])
+    # Looked up before the old node stopped (a pod that is gone since makes the write fail: retried afresh).
+    where = _SIGN_STATE_TARGETS.pop(_restore_key(ctx), None) or await find_sign_state_target(ctx)
+    files = PvcFiles(ctx, ctx.namespace, targets(ctx.node_spec)[MAYANODE], where.pod)
+    entry = FileEntry(SIGN_STATE_PATH, chainkeys.render_priv_validator_state(mark.state), 0o600, where.uid,
+                      where.gid, int(ctx.now.timestamp()))
+    if where.data_dir:
+        await files.session.write_files([FileEntry(files.path(entry.path), entry.data, entry.mode, entry.uid,
+                                                   entry.gid, entry.mtime)])
+    else:
+        await files.write([entry], ["data"])
     inputs = list(ctx.status.get("signStateInputs") or ())
     if g.get("chainTip") is not None:
         inputs = [i for i in inputs if i.get("source") != guard.CHAIN_TIP]
