@@ -263,3 +263,59 @@ def test_a_hand_off_whose_old_deployments_are_gone_proves_the_key_silent_on_chai
     finally:
         world.call(asyncio.to_thread(world.runtime.kube.custom.delete_namespaced_custom_object, naming.GROUP,
                                      naming.VERSION, PEER, naming.MAYANODE_PLURAL, "ghost"))
+
+
+def test_a_hand_off_from_a_missing_or_unwatched_old_node_is_refused_before_touching_anything(world, node):
+    _, peer = node
+    restore(world, "no-old", peer, guard={"oldNode": {"name": "nobody", "namespace": PEER}})
+    status = drive(world, "no-old")["status"]
+    assert status["phase"] == "Failed" and status["failedStep"] == "VerifyBackup" and not status["nodeLeftDown"]
+    assert "OldNodeNotFound" in status["message"] and replicas(world, "mayanode") == 1
+
+    restore(world, "self-old", peer, guard={"oldNode": {"name": NS}})
+    status = drive(world, "self-old")["status"]
+    assert status["failedStep"] == "VerifyBackup" and "OldNodeIsTarget" in status["message"], status
+
+    world.runtime.config.namespaces = [NS]
+    try:
+        restore(world, "unwatched-old", peer, guard={"oldNode": {"name": PEER, "namespace": PEER}})
+        status = drive(world, "unwatched-old")["status"]
+    finally:
+        world.runtime.config.namespaces = []
+    assert status["failedStep"] == "VerifyBackup" and "OldNodeNotWatched" in status["message"], status
+    assert replicas(world, "mayanode") == 1
+
+
+def test_a_refused_request_fails_the_restore_and_says_what_was_refused(world, node):
+    """RBAC that refuses the operator something is not a transient error: the restore fails with the API server's
+    message (after the scale-down the node is left down, loudly) instead of retrying forever."""
+    from aiohttp import web
+
+    from mayanode_operator.sandbox.apiserver.handlers import request_info
+
+    _, peer = node
+
+    async def forbid_helper_pods(request, call_next):
+        info = request_info(request)
+        if info.resource == "pods" and info.verb == "create" and info.namespace == NS:
+            return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403,
+                                      "reason": "Forbidden", "message": 'pods is forbidden: User '
+                                      '"system:serviceaccount:ops:mayanode-operator" cannot create resource '
+                                      f'"pods" in API group "" in the namespace "{NS}"'}, status=403)
+        return await call_next(request)
+
+    world.sandbox.api.add_request_hook(forbid_helper_pods)
+    try:
+        restore(world, "forbidden", peer)
+        status = drive(world, "forbidden")["status"]
+    finally:
+        world.sandbox.api.remove_request_hook(forbid_helper_pods)
+    assert status["phase"] == "Failed" and status["failedStep"] == "WriteFiles", status
+    assert status["message"].startswith("Forbidden: 403 Forbidden: pods is forbidden"), status["message"]
+    assert "cannot create resource" in status["message"] and "HTTP response headers" not in status["message"]
+    assert status["nodeLeftDown"] and replicas(world, "mayanode") == 0
+    # Granting the permission and changing the spec resumes it at the failed step.
+    world.patch_spec(naming.NODERESTORE_PLURAL, NS, "forbidden", {"timeouts": {"readySeconds": 601}})
+    status = drive(world, "forbidden")["status"]
+    assert status["phase"] == "Completed", status
+    assert replicas(world, "mayanode") == 1

@@ -236,6 +236,13 @@ async def reconcile_noderestore(runtime: Runtime, namespace: str, name: str) -> 
         except UnsafeWorkloadChange as err:
             await fail(ctx, decision.step or plan.VERIFY, "UnsafeWorkloadChange", str(err))
             return None
+        except ApiException as err:
+            if err.status in (401, 403):
+                # Not allowed: no retry makes it allowed, so say what was refused (a spec change resumes).
+                await fail(ctx, decision.step or plan.VERIFY, "Forbidden", describe_api_error(err))
+                return None
+            await note_transient(ctx, decision.step, describe_api_error(err))
+            return max(ctx.poll * 8, 2.0)
         except TRANSIENT as err:
             await note_transient(ctx, decision.step, f"{type(err).__name__}: {str(err)[:300]}")
             return max(ctx.poll * 8, 2.0)
@@ -248,6 +255,16 @@ async def reconcile_noderestore(runtime: Runtime, namespace: str, name: str) -> 
                                     announce=ctx.announce, halt=inputs.halt, node_found=inputs.node_found,
                                     spec_error=inputs.spec_error)
     return ctx.poll
+
+
+def describe_api_error(err: ApiException) -> str:
+    """`403 Forbidden: <the API server's message>` (the headers and body of the exception's text are no help)."""
+    detail = ""
+    try:
+        detail = str(json.loads(err.body or "{}").get("message") or "")
+    except (ValueError, AttributeError, TypeError):
+        detail = ""
+    return f"{err.status} {err.reason or ''}".strip() + (f": {detail[:400]}" if detail else "")
 
 
 async def note_transient(ctx: Ctx, step: str | None, message: str) -> None:
@@ -649,6 +666,8 @@ async def step_verify(ctx: Ctx, resume: bool) -> None:
                              "no RPC endpoint of another node answers, so the old key could not be proven silent while "
                              "this node is down: list one in spec.doubleSignGuard.rpc (or run the operator with "
                              "--guard-rpc), or acknowledge the old node destroyed")
+    if ctx.spec.double_sign_guard.old_node is not None:
+        await check_old_node(ctx)
     sha = (((await get_backup_body(ctx)).get("status") or {}).get("archive") or {}).get("sha256")
     state = facts.sign_state
     backup = {"name": ctx.spec.backup_ref.name, "namespace": ctx.spec.backup_ref.resolved_namespace(ctx.namespace),
@@ -824,6 +843,23 @@ async def old_node(ctx: Ctx) -> tuple[str, MayaNodeSpec, dict[str, Any]]:
         return namespace, MayaNodeSpec.model_validate(body.get("spec") or {}), body
     except ValidationError as err:
         raise StepFailed("OldNodeInvalid", describe_validation_error(err)) from None
+
+
+async def check_old_node(ctx: Ctx) -> None:
+    """The hand-off's old node exists, is not the target, and its Deployments can be read: found out before the
+    target is touched, not after it is down."""
+    assert ctx.spec is not None and ctx.spec.double_sign_guard.old_node is not None
+    ref = ctx.spec.double_sign_guard.old_node
+    namespace = ref.namespace or ctx.namespace
+    watched = getattr(ctx.runtime.config, "namespaces", None) or []
+    if watched and namespace not in watched:
+        raise StepFailed("OldNodeNotWatched", f"the old MayaNode's namespace {namespace} is not one this operator "
+                                              f"watches ({', '.join(watched)}): it could not stop it")
+    if (namespace, ref.name) == (ctx.namespace, ctx.node_name):
+        raise StepFailed("OldNodeIsTarget", "spec.doubleSignGuard.oldNode names the MayaNode being restored")
+    _, spec, _ = await old_node(ctx)
+    for deployment in (spec.mayanode.deployment, spec.bifrost.deployment):
+        await ctx.runtime.kube.get_deployment(namespace, deployment)     # a 403 fails the restore here
 
 
 async def step_stop_old(ctx: Ctx, resume: bool) -> None:
