@@ -942,8 +942,16 @@ async def step_stop_old(ctx: Ctx, resume: bool) -> None:
 async def pods_gone_within(ctx: Ctx, namespace: str, spec: MayaNodeSpec, seconds: float) -> list[str]:
     """Poll the node's pods closely (every 20 ms, as a hand-run script would) for up to `seconds`; those left."""
     deadline = time.monotonic() + seconds
+    selectors = []
+    for deployment in (spec.mayanode.deployment, spec.bifrost.deployment):
+        body = await ctx.runtime.kube.get_deployment(namespace, deployment)
+        labels = (((body or {}).get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        if labels:
+            selectors.append(labels)
     while True:
-        pods = await pods_of(ctx, namespace, spec)
+        # Two LISTs per poll, as the script of the runbook makes (the selectors are read once).
+        pods = [str(p["metadata"]["name"]) for labels in selectors
+                for p in await ctx.runtime.kube.list_pods(namespace, labels)]
         if not pods or time.monotonic() >= deadline:
             return pods
         await asyncio.sleep(0.02)
