@@ -201,6 +201,11 @@ class VolumeSession:
             found |= self._parse_find(result.stdout, result.exit_code, result.stderr_text())
         return found
 
+    async def list_dirs(self, max_depth: int = 6) -> set[str]:
+        """Relative paths of the directories under the root (the root itself is not listed)."""
+        result = await self._run(["find", self.root, "-maxdepth", str(max_depth), "-type", "d"], timeout=60)
+        return self._parse_find(result.stdout, result.exit_code, result.stderr_text())
+
     def _parse_find(self, stdout: bytes, code: int, stderr: str) -> set[str]:
         lines = [line for line in stdout.decode("utf-8", "replace").splitlines() if line]
         if code != 0 and "No such file" not in stderr:

@@ -575,10 +575,9 @@ class PvcFiles:
         return posixpath.join(self.home, relative) if self.home else relative
 
     async def dirs(self) -> set[str]:
-        result = await self.ctx.exec_port.run(self.namespace, self.pod, HELPER_CONTAINER,
-                                              ["find", "/data", "-maxdepth", "6", "-type", "d"], timeout=60)
-        return {line[len("/data/"):] for line in result.stdout.decode("utf-8", "replace").splitlines()
-                if line.startswith("/data/")}
+        # Through the session: a refused exec is tried again, and a `find` that did not run is an error, never an
+        # empty answer (that would reset the modes of directories that exist).
+        return await self.session.list_dirs(6)
 
     async def read(self, relatives: Sequence[str]) -> dict[str, FileEntry]:
         """The files that exist among `relatives` (absent ones are simply not in the answer)."""
@@ -593,10 +592,11 @@ class PvcFiles:
         return self.path(relative) in found
 
     async def top_level(self, glob: str) -> set[str]:
-        root = posixpath.join("/data", self.home) if self.home else "/data"
-        result = await self.ctx.exec_port.run(self.namespace, self.pod, HELPER_CONTAINER,
-                                              ["find", root, "-maxdepth", "1", "-type", "f", "-name", glob], timeout=60)
-        return {posixpath.basename(line) for line in result.stdout.decode("utf-8", "replace").splitlines() if line}
+        """Names of the files matching `glob` directly in the home (none when the home does not exist yet). A `find`
+        that did not run is an error, never an empty answer: that would hide key shares already on the volume."""
+        home = VolumeSession(self.ctx.exec_port, self.namespace, self.target, self.pod, HELPER_CONTAINER,
+                             posixpath.join("/data", self.home) if self.home else "/data", "helper")
+        return {posixpath.basename(p) for p in await home.list_files(globs=[glob])}
 
     async def write(self, files: Sequence[FileEntry], parents: Sequence[str]) -> None:
         """Write `files` (paths relative to the home), creating the missing parent directories (0700)."""
