@@ -176,9 +176,12 @@ def test_wiped_node_is_restored_identically(world, operator, kube, peer):
     assert status["downtimeSeconds"] > 0 and condition(body, "Completed")["status"] == "True"
     state = json.loads(world.kubelet.volume(ns, "mayanode").read(".mayanode/data/priv_validator_state.json"))
     assert int(state["height"]) >= status["highWaterMark"]["height"]
-    reasons = {e["reason"] for e in kube.events(ns, "back")}
-    assert {"BackupVerified", "ScaledDown", "FilesWritten", "SecretsSwapped", "KeySilent", "SignStateWritten",
-            "ScaledUp", "NodeReady", "RestoreCompleted"} <= reasons, reasons
+    wanted = {"BackupVerified", "ScaledDown", "FilesWritten", "SecretsSwapped", "KeySilent", "SignStateWritten",
+              "ScaledUp", "NodeReady", "RestoreCompleted"}
+    # Events follow the status write they describe: wait for the last one.
+    reasons = eventually(lambda: wanted <= (r := {e["reason"] for e in kube.events(ns, "back")}) and r, timeout=10,
+                         message=f"events {wanted}")
+    assert wanted <= reasons, reasons
     mn = eventually(lambda: (m := kube.mayanode(ns, ns)) and condition(m, "Suspended").get("status") == "False"
                     and m, timeout=20)
     assert mn["status"]["replicas"]["suspended"] is False
@@ -211,7 +214,8 @@ def test_migration_refused_while_old_runs_then_succeeds(world, operator, kube, p
     assert refused["phase"] == "Failed" and refused["failedStep"] == "AcquireKeyLock", dump(refused)
     assert refused["guard"]["lockHolder"] == f"{old_ns}/{old_ns}" and not refused.get("nodeLeftDown")
     assert "nothing was changed" in refused["nextAction"]
-    assert any(e["reason"] == "KeyInUse" and e["type"] == "Warning" for e in kube.events(new_ns, "too-early"))
+    eventually(lambda: any(e["reason"] == "KeyInUse" and e["type"] == "Warning"
+                           for e in kube.events(new_ns, "too-early")), timeout=10, message="a KeyInUse Warning")
     assert kube.apps.read_namespaced_deployment("mayanode", new_ns).spec.replicas == 1      # untouched
     assert world.mocknet.serving_process(old_ns) is not None          # A untouched
 
@@ -242,23 +246,41 @@ def test_migration_refused_while_old_runs_then_succeeds(world, operator, kube, p
     assert not world.mocknet.running_processes(old_ns) and not world.mocknet.double_signs
 
 
-def test_hand_off(world, operator, kube, peer):
+@pytest.mark.parametrize("chain_proof", [False, True], ids=["stop-proven", "chain-proof"])
+def test_hand_off(world, operator, kube, peer, chain_proof):
     require(world, "volumes", "kubelet", "exec")
-    old_ns, new_ns = "restore-ho-a", "restore-ho-b"
+    old_ns, new_ns = ("restore-hc-a", "restore-hc-b") if chain_proof else ("restore-ho-a", "restore-ho-b")
     old = backed_up(world, kube, operator, old_ns)
     world.seed_node(new_ns, identity=old.identity, with_keys=False, register=False, replicas=0)
     kube.apply(moved(world, mayanode_manifest(old, name="new"), new_ns))
     restore = noderestore(new_ns, "handoff", "new", "full",
-                          guard={"oldNode": {"name": old_ns, "namespace": old_ns}})
+                          guard={"oldNode": {"name": old_ns, "namespace": old_ns, "proveSilentOnChain": chain_proof}})
     restore["spec"]["backupRef"]["namespace"] = old_ns
     kube.patch_spec(naming.NODEBACKUP_PLURAL, old_ns, "full", {"restoreNamespaces": [new_ns]})
     kube.apply(restore)
     status = finished(kube, naming.NODERESTORE_PLURAL, new_ns, "handoff", operator)["status"]
     assert status["phase"] == "Completed", dump(status)
-    assert status["guard"]["method"] == "HandOff"
+    assert status["guard"]["method"] == "HandOff" and status["guard"]["passedAt"]
+    steps = [s["name"] for s in status["steps"]]
+    guarded = next(c for c in status["conditions"] if c["type"] == "Guarded")
+    assert (guarded["status"], guarded["reason"]) == ("True", "HandOff")
+    if chain_proof:
+        assert "WaitKeySilent" in steps
+        assert status["guard"]["silentToHeight"] - status["guard"]["silentFromHeight"] >= 3
+    else:
+        # The operator proved the stop itself: the new node started without waiting for silent blocks.
+        assert "WaitKeySilent" not in steps and steps.index("StopOldNode") < steps.index("WriteSignState")
+        assert status["guard"]["chainTip"] >= status["guard"]["stopHeight"]
     sources = {i["source"]: i["height"] for i in status["signStateInputs"]}
     assert "OldNodeVolume" in sources and sources["OldNodeVolume"] > 0, sources
+    assert {"Backup", "OldNodeVolume", "ChainTip"} <= set(sources), sources
     assert status["highWaterMark"]["height"] >= max(sources.values())
+    # The restored node never signs a height the old one may have signed.
+    validator = status["guard"]["validatorAddress"]
+    first = eventually(lambda: next((b.height for b in list(world.mocknet.blocks) if b.height >
+                                     sources["OldNodeVolume"] and validator in
+                                     {s.validator_address for s in b.signatures}), None), timeout=20)
+    assert first > status["highWaterMark"]["height"]
     assert kube.mayanode(old_ns, old_ns)["spec"]["suspend"] is True
     eventually(lambda: serving_address(world, new_ns) == old.node_address, timeout=20)
     assert not world.mocknet.running_processes(old_ns)
@@ -280,7 +302,8 @@ def test_suspend_and_resume(world, operator, kube):
     mn = eventually(lambda: (m := kube.mayanode(ns, ns)) and condition(m, "Suspended").get("status") == "False" and m,
                     timeout=20)
     assert kube.apps.read_namespaced_deployment("bifrost", ns).spec.replicas == 1
-    assert {"Suspended", "Resumed"} <= {e["reason"] for e in kube.events(ns, ns)}
+    eventually(lambda: {"Suspended", "Resumed"} <= {e["reason"] for e in kube.events(ns, ns)}, timeout=10,
+               message="Suspended and Resumed events")
 
 
 def test_no_secret_material_in_logs_events_or_status(world, operator, kube):

@@ -198,3 +198,124 @@ def test_announce_ip_is_sent_once_after_the_node_is_back(world, node):
     assert drive(world, "announce")["status"]["phase"] == "Completed"
     assert len([t for t in world.sandbox.mocknet.transactions if t.namespace == NS
                 and t.argv[:1] == ["set-ip-address"]]) == 1
+
+
+def test_halts_come_from_a_node_that_sees_the_network_while_the_target_is_down(world, node):
+    """The node being restored is often down: a signing halt seen by another MayaNode of the network holds the
+    restore in Pending (nothing touched), and it goes ahead when the halt ends."""
+    seeded, peer = node
+
+    def conditions(reachable: bool) -> list[dict[str, Any]]:
+        return [{"type": "NodeAPIReachable", "status": "True" if reachable else "False", "reason": "Test",
+                 "message": "", "lastTransitionTime": "2024-06-01T00:00:00Z"}]
+
+    halt = {"kind": "Signing", "key": "HALTSIGNINGBTC", "chain": "BTC"}
+    kube = world.runtime.kube
+    world.mayanode(peer)
+    world.call(kube.patch_custom_status(naming.MAYANODE_PLURAL, PEER, PEER,
+                                        {"conditions": conditions(True), "network": {"halts": [halt]}}))
+    world.call(kube.patch_custom_status(naming.MAYANODE_PLURAL, NS, NS,
+                                        {"conditions": conditions(False), "network": {"halts": []}}))
+    try:
+        restore(world, "halted", peer)
+        for _ in range(3):
+            world.call(reconcile_noderestore(world.runtime, NS, "halted"))
+        status = world.get(naming.NODERESTORE_PLURAL, NS, "halted")["status"]
+        assert status["phase"] == "Pending" and not status.get("steps"), status
+        assert "HALTSIGNINGBTC" in status["message"] and f"MayaNode {PEER}/{PEER}" in status["message"], status
+        assert any(e["reason"] == "WaitingForHalt" for e in world.events(NS, "halted"))
+        assert replicas(world, "mayanode") == 1
+        world.call(kube.patch_custom_status(naming.MAYANODE_PLURAL, PEER, PEER, {"network": {"halts": []}}))
+        body = drive(world, "halted", until="AcquireKeyLock")
+        assert body["status"]["phase"] != "Pending" and plan_step_done(body["status"], "VerifyBackup"), body["status"]
+    finally:
+        world.call(asyncio.to_thread(kube.custom.delete_namespaced_custom_object, naming.GROUP, naming.VERSION, NS,
+                                     naming.NODERESTORE_PLURAL, "halted"))
+        world.call(asyncio.to_thread(kube.custom.delete_namespaced_custom_object, naming.GROUP, naming.VERSION, PEER,
+                                     naming.MAYANODE_PLURAL, PEER))
+
+
+def plan_step_done(status: dict[str, Any], name: str) -> bool:
+    return any(s["name"] == name and s.get("completedAt") for s in status.get("steps") or ())
+
+
+def test_a_hand_off_whose_old_deployments_are_gone_proves_the_key_silent_on_chain(world, node):
+    """Without its Deployments, pods the old node left running could not be found: the stop is not taken as proven
+    and the chain must show the key silent, as for a migration from outside the cluster."""
+    seeded, peer = node
+    world.create(naming.MAYANODE_PLURAL, {
+        "apiVersion": naming.API_VERSION, "kind": "MayaNode", "metadata": {"name": "ghost", "namespace": PEER},
+        "spec": {"network": seeded.network, "nodeAddress": seeded.node_address,
+                 "mayanode": {"deployment": "ghost-mayanode"}, "bifrost": {"deployment": "ghost-bifrost"},
+                 "api": {"rest": peer.rest_url, "rpc": peer.rpc_url, "timeoutSeconds": 2}}})
+    try:
+        restore(world, "ghost-handoff", peer, guard={"oldNode": {"name": "ghost", "namespace": PEER}})
+        status = drive(world, "ghost-handoff")["status"]
+        assert status["phase"] == "Completed", status
+        stop_old = next(s for s in status["steps"] if s["name"] == "StopOldNode")
+        assert "do not exist" in stop_old["message"] and "silent on chain" in stop_old["message"], stop_old
+        assert plan_step_done(status, "WaitKeySilent")
+        assert status["guard"]["method"] == "HandOff"
+        assert status["guard"]["silentToHeight"] - status["guard"]["silentFromHeight"] >= 3
+        assert "OldNodeVolume" not in {i["source"] for i in status["signStateInputs"]}
+        assert world.get(naming.MAYANODE_PLURAL, PEER, "ghost")["spec"]["suspend"] is True
+        assert replicas(world, "mayanode") == 1
+    finally:
+        world.call(asyncio.to_thread(world.runtime.kube.custom.delete_namespaced_custom_object, naming.GROUP,
+                                     naming.VERSION, PEER, naming.MAYANODE_PLURAL, "ghost"))
+
+
+def test_a_hand_off_from_a_missing_or_unwatched_old_node_is_refused_before_touching_anything(world, node):
+    _, peer = node
+    restore(world, "no-old", peer, guard={"oldNode": {"name": "nobody", "namespace": PEER}})
+    status = drive(world, "no-old")["status"]
+    assert status["phase"] == "Failed" and status["failedStep"] == "VerifyBackup" and not status["nodeLeftDown"]
+    assert "OldNodeNotFound" in status["message"] and replicas(world, "mayanode") == 1
+
+    restore(world, "self-old", peer, guard={"oldNode": {"name": NS}})
+    status = drive(world, "self-old")["status"]
+    assert status["failedStep"] == "VerifyBackup" and "OldNodeIsTarget" in status["message"], status
+
+    world.runtime.config.namespaces = [NS]
+    try:
+        restore(world, "unwatched-old", peer, guard={"oldNode": {"name": PEER, "namespace": PEER}})
+        status = drive(world, "unwatched-old")["status"]
+    finally:
+        world.runtime.config.namespaces = []
+    assert status["failedStep"] == "VerifyBackup" and "OldNodeNotWatched" in status["message"], status
+    assert replicas(world, "mayanode") == 1
+
+
+def test_a_refused_request_fails_the_restore_and_says_what_was_refused(world, node):
+    """RBAC that refuses the operator something is not a transient error: the restore fails with the API server's
+    message (after the scale-down the node is left down, loudly) instead of retrying forever."""
+    from aiohttp import web
+
+    from mayanode_operator.sandbox.apiserver.handlers import request_info
+
+    _, peer = node
+
+    async def forbid_helper_pods(request, call_next):
+        info = request_info(request)
+        if info.resource == "pods" and info.verb == "create" and info.namespace == NS:
+            return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403,
+                                      "reason": "Forbidden", "message": 'pods is forbidden: User '
+                                      '"system:serviceaccount:ops:mayanode-operator" cannot create resource '
+                                      f'"pods" in API group "" in the namespace "{NS}"'}, status=403)
+        return await call_next(request)
+
+    world.sandbox.api.add_request_hook(forbid_helper_pods)
+    try:
+        restore(world, "forbidden", peer)
+        status = drive(world, "forbidden")["status"]
+    finally:
+        world.sandbox.api.remove_request_hook(forbid_helper_pods)
+    assert status["phase"] == "Failed" and status["failedStep"] == "WriteFiles", status
+    assert status["message"].startswith("Forbidden: 403 Forbidden: pods is forbidden"), status["message"]
+    assert "cannot create resource" in status["message"] and "HTTP response headers" not in status["message"]
+    assert status["nodeLeftDown"] and replicas(world, "mayanode") == 0
+    # Granting the permission and changing the spec resumes it at the failed step.
+    world.patch_spec(naming.NODERESTORE_PLURAL, NS, "forbidden", {"timeouts": {"readySeconds": 601}})
+    status = drive(world, "forbidden")["status"]
+    assert status["phase"] == "Completed", status
+    assert replicas(world, "mayanode") == 1

@@ -13,6 +13,8 @@ NOW = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)
 BASE = {"backupRef": {"name": "b"}, "nodeRef": {"name": "n"}}
 SPEC = NodeRestoreSpec.model_validate(BASE)
 HANDOFF = NodeRestoreSpec.model_validate({**BASE, "doubleSignGuard": {"oldNode": {"name": "old"}}})
+HANDOFF_CHAIN_PROOF = NodeRestoreSpec.model_validate(
+    {**BASE, "doubleSignGuard": {"oldNode": {"name": "old", "proveSilentOnChain": True}}})
 FILES_ONLY = NodeRestoreSpec.model_validate({**BASE, "restoreSecrets": False})
 ACK = NodeRestoreSpec.model_validate({**BASE, "doubleSignGuard": {"oldNodeDestroyed": {
     "acknowledged": True, "reason": "VM deleted"}}})
@@ -37,11 +39,41 @@ def decide(status: dict, spec: NodeRestoreSpec = SPEC, **kw) -> plan.Decision:
 def test_step_order():
     assert plan.steps_for(SPEC, announce=False) == ORDER
     assert plan.steps_for(FILES_ONLY, announce=False) == [s for s in ORDER if s != "SwapSecrets"]
-    assert plan.steps_for(HANDOFF, announce=True) == [*ORDER[:5], "StopOldNode", *ORDER[5:], "AnnounceIP"]
+    for spec in (HANDOFF, HANDOFF_CHAIN_PROOF):
+        assert plan.steps_for(spec, announce=True) == [*ORDER[:5], "StopOldNode", *ORDER[5:], "AnnounceIP"]
     # The old node stops only after the slow, safe work (verify, scale down, write, Secrets).
-    handoff = plan.steps_for(HANDOFF, announce=False)
-    assert handoff.index("StopOldNode") > handoff.index("WriteFiles")
+    for spec in (HANDOFF, HANDOFF_CHAIN_PROOF):
+        handoff = plan.steps_for(spec, announce=False)
+        assert handoff.index("StopOldNode") > handoff.index("WriteFiles")
+        assert handoff.index("StopOldNode") > handoff.index("SwapSecrets")
+        assert handoff.index("StopOldNode") < handoff.index("WriteSignState") < handoff.index("ScaleUp")
+    handoff = plan.steps_for(HANDOFF_CHAIN_PROOF, announce=False)
     assert handoff.index("WaitKeySilent") < handoff.index("WriteSignState") < handoff.index("ScaleUp")
+
+
+def test_a_hand_off_that_saw_the_stop_skips_the_silent_blocks():
+    stopped = done(*ORDER[:5], "StopOldNode", guard={"method": "HandOff", "passedAt": "2024-06-01T11:00:01Z"})
+    assert (decide(stopped, HANDOFF).action, decide(stopped, HANDOFF).step) == (plan.Action.STEP, "WriteSignState")
+    # Stopped without the proof (its Deployments could not be seen, or proveSilentOnChain): the chain must show it.
+    unproven = done(*ORDER[:5], "StopOldNode", guard={"stopHeight": 9})
+    assert decide(unproven, HANDOFF).step == "WaitKeySilent"
+    assert decide(unproven, HANDOFF_CHAIN_PROOF).step == "WaitKeySilent"
+    # Every step but the skipped one done: complete.
+    finished = done(*ORDER[:5], "StopOldNode", *ORDER[6:], guard={"method": "HandOff", "passedAt": "x"})
+    assert decide(finished, HANDOFF).action == plan.Action.COMPLETE
+
+
+def test_guarded_condition_by_the_step_that_proved_it():
+    before = done(*ORDER[:5], "StopOldNode", guard={"stopHeight": 9})
+    conditions = {c.type: c for c in plan.conditions_for(before)}
+    assert conditions["Guarded"].status == "Unknown"            # stopped, but no proof recorded (chain proof next)
+    handoff = done(*ORDER[:5], "StopOldNode", guard={"method": "HandOff", "passedAt": "2024-06-01T11:00:01Z"})
+    conditions = {c.type: c for c in plan.conditions_for(handoff)}
+    assert (conditions["Guarded"].status, conditions["Guarded"].reason) == ("True", "HandOff")
+    assert plan.guard_passed_at(handoff) == "StopOldNode"
+    silent = done(*ORDER[:6], guard={"method": "Silent", "passedAt": "2024-06-01T11:00:01Z"})
+    assert plan.guard_passed_at(silent) == "WaitKeySilent"
+    assert plan.guard_passed_at(done(*ORDER[:5])) is None
 
 
 @pytest.mark.parametrize("index", range(len(ORDER)))
@@ -173,3 +205,32 @@ def test_events_for_steps():
     assert plan.step_done_event("ScaleDown", "m").reason == "ScaledDown"
     assert plan.step_start_event("SwapSecrets", "m").reason == "SwappingSecrets"
     assert plan.step_start_event("WaitKeySilent", "m") is None
+
+
+def _node(ns: str, name: str, *, reachable: bool, halts=(), network: str = "mainnet") -> dict:
+    return {"metadata": {"namespace": ns, "name": name}, "spec": {"network": network},
+            "status": {"conditions": [{"type": "NodeAPIReachable", "status": "True" if reachable else "False"}],
+                       "network": {"halts": [dict(h) for h in halts]}}}
+
+
+SIGNING = {"kind": "Signing", "key": "HALTSIGNINGBTC", "chain": "BTC"}
+
+
+@pytest.mark.parametrize("target, peers, expected_halts, source_has", [
+    # The target sees the network itself: its view, whatever the others say.
+    (_node("a", "n", reachable=True), [_node("b", "p", reachable=True, halts=[SIGNING])], [], ""),
+    (_node("a", "n", reachable=True, halts=[SIGNING]), [], [SIGNING], ""),
+    # Its API is down: a live MayaNode of the same network is asked (the first by namespace/name).
+    (_node("a", "n", reachable=False), [_node("c", "q", reachable=True),
+                                        _node("b", "p", reachable=True, halts=[SIGNING])], [SIGNING], "b/p"),
+    # ... never one of another network, nor one whose API is down too, nor itself.
+    (_node("a", "n", reachable=False, halts=[SIGNING]),
+     [_node("b", "p", reachable=True, network="stagenet"), _node("c", "q", reachable=False), _node("a", "n",
+                                                                                                   reachable=False)],
+     [SIGNING], "last saw"),
+    (_node("a", "n", reachable=False), [], [], "no other MayaNode of mainnet"),
+])
+def test_restore_halts_come_from_a_node_that_sees_the_network(target, peers, expected_halts, source_has):
+    halts, source = plan.restore_halts(target, peers)
+    assert halts == expected_halts
+    assert (source_has in source) if source_has else source == ""

@@ -83,7 +83,10 @@ class DirEntry:
 
 
 def helper_pod_body(namespace: str, target: VolumeTarget, *, image: str, labels: Mapping[str, str],
-                    owner: Mapping[str, Any] | None = None, purpose: str = "backup") -> dict[str, Any]:
+                    owner: Mapping[str, Any] | None = None, purpose: str = "backup",
+                    node_name: str | None = None) -> dict[str, Any]:
+    """A busybox pod on the PVC. `node_name`: where a pod already mounts it (a ReadWriteOnce volume can be mounted
+    by pods of one node only)."""
     metadata: dict[str, Any] = {
         "generateName": f"{purpose}-{target.component}-",
         "namespace": namespace,
@@ -105,6 +108,7 @@ def helper_pod_body(namespace: str, target: VolumeTarget, *, image: str, labels:
                 "volumeMounts": [{"name": "data", "mountPath": HELPER_MOUNT}],
             }],
             "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": target.pvc}}],
+            **({"nodeName": node_name} if node_name else {}),
         },
     }
 
@@ -211,6 +215,11 @@ class VolumeSession:
             result = await self._run(command, timeout=60)
             found |= self._parse_find(result.stdout, result.exit_code, result.stderr_text())
         return found
+
+    async def list_dirs(self, max_depth: int = 6) -> set[str]:
+        """Relative paths of the directories under the root (the root itself is not listed)."""
+        result = await self._run(["find", self.root, "-maxdepth", str(max_depth), "-type", "d"], timeout=60)
+        return self._parse_find(result.stdout, result.exit_code, result.stderr_text())
 
     def _parse_find(self, stdout: bytes, code: int, stderr: str) -> set[str]:
         lines = [line for line in stdout.decode("utf-8", "replace").splitlines() if line]

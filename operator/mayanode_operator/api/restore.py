@@ -61,22 +61,31 @@ class DestroyedAcknowledgement(SpecModel):
 
 class OldNodeReference(SpecModel):
     """The node being replaced, when it runs in this cluster: a hand-off. The operator prepares the new node first,
-    then stops the old one, reads its `priv_validator_state.json` after it stopped, and only then starts the new one."""
+    then stops the old one, reads its `priv_validator_state.json` after it stopped, and only then starts the new one.
+    The stop is proven by the operator itself (the old node's pods are gone, terminating ones counting as running,
+    and its sign state is read from its volume afterwards), so the new node starts at once; a hand-off never adds a
+    signer, since any other copy of the key would already be signing next to the old node."""
 
     name: DnsSubdomainName = Field(description="The old MayaNode's name.")
     namespace: DnsLabelName | None = Field(None, description="The old MayaNode's namespace. Absent: this namespace.")
     suspend: bool = Field(
         True, description="Suspend the old MayaNode (spec.suspend) at the right moment. false: wait until someone "
-                          "else has stopped it. Either way its key must be silent on chain before the new node starts.")
+                          "else has stopped it (its pods gone).")
+    prove_silent_on_chain: bool = Field(
+        False, description="Also require the consensus key silent on chain for `silentBlocks` blocks after the old "
+                           "node stopped, before the new node starts: for when a copy of the key may run outside "
+                           "this cluster. Adds at least silentBlocks × the block time to the downtime.")
 
 
 class DoubleSignGuard(SpecModel):
-    """Proof that the old node cannot sign any more before the restored node starts. The consensus key must have
-    signed none of the last `silentBlocks` blocks (read from the RPC), or the old node must be acknowledged as
-    destroyed; the sign state's high-water mark never moves backwards."""
+    """Proof that the old node cannot sign any more before the restored node starts: in a hand-off (`oldNode`), the
+    old node's pods gone and its sign state read afterwards; otherwise the consensus key must have signed none of
+    `silentBlocks` consecutive blocks (read from the RPC), or the old node must be acknowledged as destroyed. The
+    sign state's high-water mark never moves backwards."""
 
     silent_blocks: int = Field(10, ge=3, le=1000,
-                               description="How many consecutive recent blocks the consensus key must not have signed.")
+                               description="How many consecutive recent blocks the consensus key must not have signed "
+                                           "(not used by a hand-off unless `oldNode.proveSilentOnChain`).")
     old_node_destroyed: DestroyedAcknowledgement | None = Field(
         None, description="Skip the silence proof because the old node is destroyed (a recorded acknowledgement).")
     old_node: OldNodeReference | None = Field(None, description="A hand-off from a MayaNode in this cluster.")
@@ -153,7 +162,7 @@ class RestoreStepRecord(StatusModel):
 
 class HighWaterMarkSource(StrEnum):
     """Backup, TargetVolume (what was already on the node's volume), OldNodeVolume (read after the old node stopped)
-    or ChainTip (the chain's height once the old key was proven silent)."""
+    or ChainTip (the chain's height once the old key was proven silent, or the old node of a hand-off stopped)."""
 
     BACKUP = "Backup"
     TARGET_VOLUME = "TargetVolume"
@@ -163,7 +172,8 @@ class HighWaterMarkSource(StrEnum):
 
 class HighWaterMark(StatusModel):
     """The priv_validator_state.json written to the restored node: the highest of the backup, the target volume, the
-    old node's volume after it stopped, and the chain tip once the old key is proven silent."""
+    old node's volume after it stopped, and the chain tip once the old key is proven silent (or the old node of a
+    hand-off stopped)."""
 
     height: int = Field(ge=0, description="Height.")
     round: int = Field(0, ge=0, description="Round.")
@@ -173,7 +183,8 @@ class HighWaterMark(StatusModel):
 
 class GuardMethod(StrEnum):
     """Silent (the key signed none of the last silentBlocks blocks), Acknowledged (a person recorded that the old
-    node is destroyed), HandOff (the old MayaNode in this cluster was stopped and its sign state read)."""
+    node is destroyed), HandOff (the old MayaNode in this cluster was stopped, its pods gone, and its sign state read
+    afterwards; with `proveSilentOnChain` also the silent blocks)."""
 
     SILENT = "Silent"
     ACKNOWLEDGED = "Acknowledged"
@@ -195,7 +206,8 @@ class GuardStatus(StatusModel):
     stop_height: int | None = Field(
         None, ge=0, description="Chain height when the last pod that may sign with the key (the target's, the old "
                                 "node's) was gone; the silent range starts after it.")
-    chain_tip: int | None = Field(None, ge=0, description="Chain height when the guard passed (the high-water mark).")
+    chain_tip: int | None = Field(None, ge=0, description="Chain height when the guard passed (an input of the "
+                                                          "high-water mark).")
     rpc: str | None = Field(None, description="The RPC endpoint the blocks were read from.")
     acknowledged_by: str | None = Field(None, description="For Acknowledged: who acknowledged.")
     acknowledged_reason: str | None = Field(None, description="For Acknowledged: the reason given.")

@@ -7,8 +7,9 @@ Steps, in order (the phase each belongs to in brackets):
     WriteFiles                                    [Writing]       key files and key shares through helper pods
     SwapSecrets (restoreSecrets)                  [SwappingSecrets] only the target's pods read them, and they are
                                                                   held at 0: done early, off the downtime's path
-    StopOldNode (hand-off only), WaitKeySilent,   [Guarding]      the old node stops only now: the slow, safe work
-    WriteSignState, RemoveHelpers                                 is done before, so the downtime is short
+    StopOldNode (hand-off only), WaitKeySilent    [Guarding]      the old node stops only now: the slow, safe work
+    (skipped when StopOldNode saw the stop and                    is done before, so the downtime is short
+    passed the guard), WriteSignState, RemoveHelpers
     ScaleUp                                       [ScalingUp]
     WaitReady                                     [WaitingReady]
     AnnounceIP (when asked)                       [AnnouncingIP]  → Completed
@@ -162,7 +163,9 @@ def decide(inputs: RestoreInputs) -> Decision:
     if not phase:
         return Decision(Action.ACCEPT, reason="Accepted", message="restore accepted")
     order = steps_for(inputs.spec, announce=inputs.announce)
-    pending = [s for s in order if not step_done(status, s)]
+    # A hand-off whose stop the operator saw for itself passed the guard at StopOldNode: no silent blocks to wait for.
+    skipped = {SILENT} if guard_passed_at(status) == STOP_OLD else set()
+    pending = [s for s in order if not step_done(status, s) and s not in skipped]
     if not pending:
         return Decision(Action.COMPLETE, reason="Completed", message="every step is done")
     step = pending[0]
@@ -173,6 +176,39 @@ def decide(inputs: RestoreInputs) -> Decision:
     if step == VERIFY and not started and inputs.halt:
         return Decision(Action.WAIT_HALT, step=step, reason="WaitingForHalt", message=inputs.halt)
     return Decision(Action.STEP, step=step, resume=started, reason="Next", message=step)
+
+
+# --------------------------------------------------------------------------------------------------
+# Which halts the restore obeys
+# --------------------------------------------------------------------------------------------------
+def api_reachable(node: Mapping[str, Any]) -> bool:
+    conditions = ((node.get("status") or {}).get("conditions")) or ()
+    return any(c.get("type") == "NodeAPIReachable" and c.get("status") == "True" for c in conditions)
+
+
+def halts_of(node: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return list((((node.get("status") or {}).get("network")) or {}).get("halts") or ())
+
+
+def restore_halts(target: Mapping[str, Any], peers: Sequence[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], str]:
+    """The network halts a restore obeys, and where they come from (empty: the target's own, current view).
+
+    The node being restored is often down, so its own status may be stale: then a MayaNode of the same network whose
+    node API answers is asked instead (the first by namespace/name, so the answer does not flap); with none, the
+    target's last observation is used, and the message says so."""
+    if api_reachable(target):
+        return halts_of(target), ""
+    network = (target.get("spec") or {}).get("network")
+    me = ((target.get("metadata") or {}).get("namespace"), (target.get("metadata") or {}).get("name"))
+    live = sorted((p for p in peers if (p.get("spec") or {}).get("network") == network and api_reachable(p)
+                   and ((p.get("metadata") or {}).get("namespace"), (p.get("metadata") or {}).get("name")) != me),
+                  key=lambda p: ((p.get("metadata") or {}).get("namespace", ""), (p.get("metadata") or {}).get("name", "")))
+    if live:
+        meta = live[0].get("metadata") or {}
+        return halts_of(live[0]), (f"as MayaNode {meta.get('namespace')}/{meta.get('name')} sees the network (this "
+                                   f"node's API does not answer)")
+    return halts_of(target), ("as this node last saw the network before its API stopped answering; no other MayaNode "
+                              f"of {network} answers")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -287,9 +323,10 @@ def conditions_for(status: Mapping[str, Any]) -> list[Condition]:
     else:
         out.append(Condition("Verified", "Unknown", "NotYetVerified", "the backup is verified before anything else"))
     guard = status.get("guard") or {}
-    if step_done(status, SILENT):
+    guard_step = guard_passed_at(status)
+    if guard_step is not None:
         out.append(Condition("Guarded", "True", str(guard.get("method") or "Silent"),
-                             str((step_record(status, SILENT) or {}).get("message") or "")))
+                             str((step_record(status, guard_step) or {}).get("message") or "")))
     elif phase == "Failed" and failed_step in (LOCK, STOP_OLD, SILENT):
         out.append(Condition("Guarded", "False", reason or "GuardFailed", message))
     else:
@@ -313,6 +350,16 @@ def conditions_for(status: Mapping[str, Any]) -> list[Condition]:
     else:
         out.append(Condition("Failed", "False", "NoFailure", ""))
     return out
+
+
+def guard_passed_at(status: Mapping[str, Any]) -> str | None:
+    """The step at which the double-sign guard passed: WaitKeySilent, or StopOldNode for a hand-off that proves the
+    stop itself (its guard evidence carries `passedAt`)."""
+    if step_done(status, SILENT):
+        return SILENT
+    if step_done(status, STOP_OLD) and (status.get("guard") or {}).get("passedAt"):
+        return STOP_OLD
+    return None
 
 
 def step_done_event(step: str, message: str) -> EventSpec:

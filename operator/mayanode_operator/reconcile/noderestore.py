@@ -52,10 +52,12 @@ from ..plan.restore_files import (
 )
 from ..plan.transactions import TxRequest
 from .node_tx import kubernetes_transactions
+from .nodebackup import backup_location as nodebackup_location
 from .nodebackup import describe_validation_error, load_backup, read_identity
 from .runtime import Runtime
 
 logger = logging.getLogger(__name__)
+STOP_WATCH_SECONDS = 3.0       # how long one pass watches the old node's pods end before it requeues
 
 TRANSIENT = (ApiException, urllib3.exceptions.HTTPError, OSError, aiohttp.ClientError, TimeoutError, LockConflict,
              EndpointFailure)
@@ -175,9 +177,7 @@ async def load(runtime: Runtime, namespace: str, name: str) -> tuple[Ctx, plan.R
     if spec is not None and node_spec is not None:
         announce = spec.announce_ip if spec.announce_ip is not None else bool(
             node_spec.external_ip and node_spec.external_ip.announce)
-        halts = (((node_body or {}).get("status") or {}).get("network") or {}).get("halts") or ()
-        halt = blocking_halt(node_spec.halt_policy, HaltAction.RESTORE, halts, force=spec.force)
-        halt_text = waiting_message(HaltAction.RESTORE, halt) + " (or set spec.force: true)" if halt else None
+        halt_text = await restore_halt(runtime, spec, node_spec, node_body or {}, status)
     generation = (body.get("metadata") or {}).get("generation")
     ctx = Ctx(runtime, body, namespace, name, spec, node_body, node_spec, status, generation, announce,
               KubernetesExec(runtime.kube.api_client))
@@ -185,6 +185,23 @@ async def load(runtime: Runtime, namespace: str, name: str) -> tuple[Ctx, plan.R
                                 announce=announce, halt=halt_text, node_found=node_body is not None,
                                 spec_error=spec_error)
     return ctx, inputs
+
+
+async def restore_halt(runtime: Runtime, spec: NodeRestoreSpec, node_spec: MayaNodeSpec, node_body: Mapping[str, Any],
+                       status: Mapping[str, Any]) -> str | None:
+    """What holds the restore back before it touches anything (None: go ahead). Halts matter only then, so other
+    MayaNodes are listed only while the restore has not started and its own node cannot see the network."""
+    if spec.force or plan.step_record(status, plan.VERIFY) is not None or status.get("phase") in plan.FINISHED:
+        return None
+    peers: list[dict[str, Any]] = []
+    if not plan.api_reachable(node_body):
+        from .facet_replicas import list_all_mayanodes
+        peers = await list_all_mayanodes(runtime)
+    halts, source = plan.restore_halts(node_body, peers)
+    halt = blocking_halt(node_spec.halt_policy, HaltAction.RESTORE, halts)
+    if halt is None:
+        return None
+    return waiting_message(HaltAction.RESTORE, halt) + (f" ({source})" if source else "") + " (or set spec.force: true)"
 
 
 async def reconcile_noderestore(runtime: Runtime, namespace: str, name: str) -> float | None:
@@ -220,6 +237,13 @@ async def reconcile_noderestore(runtime: Runtime, namespace: str, name: str) -> 
         except UnsafeWorkloadChange as err:
             await fail(ctx, decision.step or plan.VERIFY, "UnsafeWorkloadChange", str(err))
             return None
+        except ApiException as err:
+            if err.status in (401, 403):
+                # Not allowed: no retry makes it allowed, so say what was refused (a spec change resumes).
+                await fail(ctx, decision.step or plan.VERIFY, "Forbidden", describe_api_error(err))
+                return None
+            await note_transient(ctx, decision.step, describe_api_error(err))
+            return max(ctx.poll * 8, 2.0)
         except TRANSIENT as err:
             await note_transient(ctx, decision.step, f"{type(err).__name__}: {str(err)[:300]}")
             return max(ctx.poll * 8, 2.0)
@@ -232,6 +256,16 @@ async def reconcile_noderestore(runtime: Runtime, namespace: str, name: str) -> 
                                     announce=ctx.announce, halt=inputs.halt, node_found=inputs.node_found,
                                     spec_error=inputs.spec_error)
     return ctx.poll
+
+
+def describe_api_error(err: ApiException) -> str:
+    """`403 Forbidden: <the API server's message>` (the headers and body of the exception's text are no help)."""
+    detail = ""
+    try:
+        detail = str(json.loads(err.body or "{}").get("message") or "")
+    except (ValueError, AttributeError, TypeError):
+        detail = ""
+    return f"{err.status} {err.reason or ''}".strip() + (f": {detail[:400]}" if detail else "")
 
 
 async def note_transient(ctx: Ctx, step: str | None, message: str) -> None:
@@ -247,6 +281,7 @@ async def fail(ctx: Ctx, step: str, reason: str, message: str, **extra: Any) -> 
     action = plan.next_action(step, namespace=ctx.namespace, restore=ctx.name, node=ctx.node_name, spec=ctx.spec,
                               node_down=node_down, cons_pub_key=(ctx.status.get("guard") or {}).get("consensusPubKey"),
                               deployments=deployments, reason=reason)
+    _SIGN_STATE_TARGETS.pop(_restore_key(ctx), None)
     new = plan.failed(ctx.status, step, ctx.now, reason, message, action, ctx.generation, **extra)
     await ctx.save(new, [plan.failure_event(new)])
     ctx.runtime.queue.add((naming.MAYANODE_PLURAL, ctx.namespace, ctx.node_name))
@@ -332,13 +367,8 @@ async def get_backup_body(ctx: Ctx) -> dict[str, Any]:
 
 
 async def backup_location(ctx: Ctx, body: Mapping[str, Any]) -> Mapping[str, Any]:
-    spec = body.get("spec") or {}
-    namespace = str((body.get("metadata") or {}).get("namespace"))
-    location = spec.get("location")
-    if location is None:
-        node = await ctx.runtime.kube.get_custom(naming.MAYANODE_PLURAL, namespace,
-                                                 str((spec.get("nodeRef") or {}).get("name")))
-        location = (((node or {}).get("spec") or {}).get("backup") or {}).get("location")
+    """Where the archive was written (recorded in its status), as the NodeBackup itself reads it."""
+    location = await nodebackup_location(ctx.runtime, body)
     if location is None:
         raise StepFailed("NoBackupLocation", "the NodeBackup has no location and its MayaNode has no spec.backup")
     return location
@@ -473,8 +503,10 @@ def _running(pod: Mapping[str, Any]) -> bool:
                for cs in status.get("containerStatuses") or [])
 
 
-async def helper(ctx: Ctx, namespace: str, target: VolumeTarget, *, timeout: float = 120.0) -> str:
-    """A running helper pod of this restore on `target`'s PVC: the one already there, or a new one."""
+async def helper(ctx: Ctx, namespace: str, target: VolumeTarget, *, timeout: float = 120.0,
+                 node_name: str | None = None) -> str:
+    """A running helper pod of this restore on `target`'s PVC: the one already there, or a new one (on `node_name`
+    when given)."""
     kube = ctx.runtime.kube
     selector = {LABEL_RESTORE: ctx.name, f"{naming.GROUP}/component": target.component}
     for pod in await kube.list_pods(namespace, selector):
@@ -485,7 +517,8 @@ async def helper(ctx: Ctx, namespace: str, target: VolumeTarget, *, timeout: flo
             return str(pod["metadata"]["name"])
     image = getattr(ctx.runtime.config, "helper_image", None) or "busybox:1.36"
     owner = ctx.owner_reference if namespace == ctx.namespace else None
-    body = helper_pod_body(namespace, target, image=image, labels=helper_labels(ctx), owner=owner, purpose="restore")
+    body = helper_pod_body(namespace, target, image=image, labels=helper_labels(ctx), owner=owner, purpose="restore",
+                           node_name=node_name)
     response = await asyncio.to_thread(kube.core.create_namespaced_pod, namespace, body, _preload_content=False)
     name = json.loads(response.data)["metadata"]["name"]
     deadline = time.monotonic() + timeout
@@ -538,10 +571,9 @@ class PvcFiles:
         return posixpath.join(self.home, relative) if self.home else relative
 
     async def dirs(self) -> set[str]:
-        result = await self.ctx.exec_port.run(self.namespace, self.pod, HELPER_CONTAINER,
-                                              ["find", "/data", "-maxdepth", "6", "-type", "d"], timeout=60)
-        return {line[len("/data/"):] for line in result.stdout.decode("utf-8", "replace").splitlines()
-                if line.startswith("/data/")}
+        # Through the session: a refused exec is tried again, and a `find` that did not run is an error, never an
+        # empty answer (that would reset the modes of directories that exist).
+        return await self.session.list_dirs(6)
 
     async def read(self, relatives: Sequence[str]) -> dict[str, FileEntry]:
         """The files that exist among `relatives` (absent ones are simply not in the answer)."""
@@ -556,10 +588,11 @@ class PvcFiles:
         return self.path(relative) in found
 
     async def top_level(self, glob: str) -> set[str]:
-        root = posixpath.join("/data", self.home) if self.home else "/data"
-        result = await self.ctx.exec_port.run(self.namespace, self.pod, HELPER_CONTAINER,
-                                              ["find", root, "-maxdepth", "1", "-type", "f", "-name", glob], timeout=60)
-        return {posixpath.basename(line) for line in result.stdout.decode("utf-8", "replace").splitlines() if line}
+        """Names of the files matching `glob` directly in the home (none when the home does not exist yet). A `find`
+        that did not run is an error, never an empty answer: that would hide key shares already on the volume."""
+        home = VolumeSession(self.ctx.exec_port, self.namespace, self.target, self.pod, HELPER_CONTAINER,
+                             posixpath.join("/data", self.home) if self.home else "/data", "helper")
+        return {posixpath.basename(p) for p in await home.list_files(globs=[glob])}
 
     async def write(self, files: Sequence[FileEntry], parents: Sequence[str]) -> None:
         """Write `files` (paths relative to the home), creating the missing parent directories (0700)."""
@@ -629,6 +662,8 @@ async def step_verify(ctx: Ctx, resume: bool) -> None:
                              "no RPC endpoint of another node answers, so the old key could not be proven silent while "
                              "this node is down: list one in spec.doubleSignGuard.rpc (or run the operator with "
                              "--guard-rpc), or acknowledge the old node destroyed")
+    if ctx.spec.double_sign_guard.old_node is not None:
+        await check_old_node(ctx)
     sha = (((await get_backup_body(ctx)).get("status") or {}).get("archive") or {}).get("sha256")
     state = facts.sign_state
     backup = {"name": ctx.spec.backup_ref.name, "namespace": ctx.spec.backup_ref.resolved_namespace(ctx.namespace),
@@ -806,53 +841,125 @@ async def old_node(ctx: Ctx) -> tuple[str, MayaNodeSpec, dict[str, Any]]:
         raise StepFailed("OldNodeInvalid", describe_validation_error(err)) from None
 
 
+async def check_old_node(ctx: Ctx) -> None:
+    """The hand-off's old node exists, is not the target, and its Deployments can be read: found out before the
+    target is touched, not after it is down."""
+    assert ctx.spec is not None and ctx.spec.double_sign_guard.old_node is not None
+    ref = ctx.spec.double_sign_guard.old_node
+    namespace = ref.namespace or ctx.namespace
+    watched = getattr(ctx.runtime.config, "namespaces", None) or []
+    if watched and namespace not in watched:
+        raise StepFailed("OldNodeNotWatched", f"the old MayaNode's namespace {namespace} is not one this operator "
+                                              f"watches ({', '.join(watched)}): it could not stop it")
+    if (namespace, ref.name) == (ctx.namespace, ctx.node_name):
+        raise StepFailed("OldNodeIsTarget", "spec.doubleSignGuard.oldNode names the MayaNode being restored")
+    _, spec, _ = await old_node(ctx)
+    for deployment in (spec.mayanode.deployment, spec.bifrost.deployment):
+        await ctx.runtime.kube.get_deployment(namespace, deployment)     # a 403 fails the restore here
+
+
 async def step_stop_old(ctx: Ctx, resume: bool) -> None:
     assert ctx.spec is not None and ctx.spec.double_sign_guard.old_node is not None
     ref = ctx.spec.double_sign_guard.old_node
     namespace, spec, body = await old_node(ctx)
     key = f"{namespace}/{ref.name}"
+    target = targets(spec)[MAYANODE]
     if ref.suspend:
         await begin(ctx, plan.STOP_OLD, f"suspending the old MayaNode {key} (spec.suspend: true) and waiting for its "
                                         f"pods to be gone")
+    else:
+        await begin(ctx, plan.STOP_OLD, f"waiting for someone to stop the old MayaNode {key}")
+    pods = await pods_of(ctx, namespace, spec)
+    missing = [d for d in (spec.mayanode.deployment, spec.bifrost.deployment)
+               if await ctx.runtime.kube.get_deployment(namespace, d) is None]
+    # The helper that reads the old node's sign state starts while the old node still runs (on the node where its
+    # mayanode pod mounts the volume), so the read right after the stop costs one exec, not a pod start. Without
+    # its Deployment the old node's volume is not known to exist: the chain's proof stands in for its sign state.
+    helper_pod = None
+    if spec.mayanode.deployment not in missing:
+        helper_pod = await helper(ctx, namespace, target, node_name=await mounting_node(ctx, namespace, spec))
+    await prepare_sign_state(ctx)
+    if ref.suspend:
         if not (body.get("spec") or {}).get("suspend"):
             await asyncio.to_thread(ctx.runtime.kube.custom.patch_namespaced_custom_object, naming.GROUP,
                                     naming.VERSION, namespace, naming.MAYANODE_PLURAL, ref.name,
                                     {"spec": {"suspend": True}}, _preload_content=False)
         await scale_to_zero(ctx, namespace, spec)
-    else:
-        await begin(ctx, plan.STOP_OLD, f"waiting for someone to stop the old MayaNode {key}")
-    pods = await pods_of(ctx, namespace, spec)
+        # Every moment between the old pods' end and the new node's start is downtime: watch closely for a while.
+        pods = await pods_gone_within(ctx, namespace, spec, STOP_WATCH_SECONDS)
     if pods:
         limit = ctx.spec.timeouts.scale_down_seconds if ref.suspend else ctx.spec.timeouts.guard_seconds
         if plan.deadline_passed(ctx.status, plan.STOP_OLD, limit, ctx.now):
             raise StepFailed("OldNodeStillRunning", f"the old node's pods {', '.join(sorted(pods))} were still there "
                                                     f"after {limit}s")
-        raise waiting(ctx, plan.STOP_OLD, f"waiting for the old node's pods {', '.join(sorted(pods))} to be gone",
-                      min(ctx.poll, 0.05))
-    source = await chain_source(ctx)
+        raise waiting(ctx, plan.STOP_OLD, f"waiting for the old node's pods {', '.join(sorted(pods))} to be gone")
+    # Its pods are gone (the kubelet confirmed its containers ended): what it signed last is on its volume now.
+    entry: dict[str, FileEntry] = {}
+    if helper_pod is None:
+        source = await chain_source(ctx)
+    else:
+        source, entry = await asyncio.gather(
+            chain_source(ctx), PvcFiles(ctx, namespace, target, helper_pod).read([SIGN_STATE_PATH]))
+        await delete_pod(ctx, namespace, helper_pod)
     stop_height = source.tip if source else None
-    # The old node's sign state, read after it stopped (its processes wrote it at exit).
     state = None
-    target = targets(spec)[MAYANODE]
-    pod = await helper(ctx, namespace, target)
-    try:
-        entry = (await PvcFiles(ctx, namespace, target, pod).read([SIGN_STATE_PATH])).get(SIGN_STATE_PATH)
-    finally:
-        await delete_pod(ctx, namespace, pod)
-    if entry is not None:
+    if SIGN_STATE_PATH in entry:
         try:
-            state = chainkeys.parse_priv_validator_state(entry.data)
+            state = chainkeys.parse_priv_validator_state(entry[SIGN_STATE_PATH].data)
         except chainkeys.ChainKeyError:
             state = None
     inputs = [i for i in ctx.status.get("signStateInputs") or () if i.get("source") != guard.OLD_NODE_VOLUME]
     if state is not None:
         inputs.append({"source": guard.OLD_NODE_VOLUME, "height": state.height, "round": state.round,
                        "step": state.step})
-    g = guard_status(ctx, stopHeight=max(stop_height or 0, int((ctx.status.get("guard") or {}).get("stopHeight") or 0))
-                     or None, silentFromHeight=None, silentToHeight=None)
-    await complete(ctx, plan.STOP_OLD, f"the old node {key} has no pods (chain height {stop_height}); its sign state "
-                                       f"reads height {state.height if state else 'unknown'}",
-                   guard={k: v for k, v in g.items() if v is not None}, signStateInputs=inputs)
+    stop = max(stop_height or 0, int((ctx.status.get("guard") or {}).get("stopHeight") or 0)) or None
+    message = (f"the old node {key} has no pods (chain height {stop_height}); its sign state reads height "
+               f"{state.height if state else 'unknown'}")
+    if ref.prove_silent_on_chain or missing or state is None:
+        # The chain must show the key silent: asked for, or the stop or the last vote cannot be seen for sure.
+        g = guard_status(ctx, stopHeight=stop, silentFromHeight=None, silentToHeight=None)
+        if missing:
+            # Without its Deployment, pods it left running (orphaned) cannot be found: only the chain can tell.
+            message += (f"; its Deployment(s) {', '.join(missing)} do not exist, so its pods cannot be proven gone: "
+                        f"the key must be silent on chain")
+        elif state is None:
+            # Its last vote may be one height above the tip, in any round: only silent blocks rule it out.
+            message += "; without its sign state the key must be silent on chain"
+    else:
+        # The hand-off's proof: the operator saw the old node's pods gone and read its last vote (CometBFT records
+        # a vote there before it releases it).
+        g = guard_status(ctx, stopHeight=stop, method="HandOff", passedAt=plan.iso(ctx.now), chainTip=stop_height,
+                         rpc=source.url if source else None)
+        message += "; the guard passed (hand-off: the old node is stopped and its last vote is known)"
+    await complete(ctx, plan.STOP_OLD, message, guard={k: v for k, v in g.items() if v is not None},
+                   signStateInputs=inputs)
+
+
+async def pods_gone_within(ctx: Ctx, namespace: str, spec: MayaNodeSpec, seconds: float) -> list[str]:
+    """Poll the node's pods closely (every 20 ms, as a hand-run script would) for up to `seconds`; those left."""
+    deadline = time.monotonic() + seconds
+    selectors = []
+    for deployment in (spec.mayanode.deployment, spec.bifrost.deployment):
+        body = await ctx.runtime.kube.get_deployment(namespace, deployment)
+        labels = (((body or {}).get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        if labels:
+            selectors.append(labels)
+    while True:
+        # Two LISTs per poll, as the script of the runbook makes (the selectors are read once).
+        pods = [str(p["metadata"]["name"]) for labels in selectors
+                for p in await ctx.runtime.kube.list_pods(namespace, labels)]
+        if not pods or time.monotonic() >= deadline:
+            return pods
+        await asyncio.sleep(0.02)
+
+
+async def mounting_node(ctx: Ctx, namespace: str, spec: MayaNodeSpec) -> str | None:
+    """The Kubernetes node where the mayanode pod runs (None once it is gone: the scheduler picks one)."""
+    for pod in await Workloads(ctx.runtime.kube).running_pods(namespace, spec.mayanode.deployment):
+        node = (pod.get("spec") or {}).get("nodeName")
+        if node and not (pod.get("metadata") or {}).get("deletionTimestamp"):
+            return str(node)
+    return None
 
 
 async def step_silent(ctx: Ctx, resume: bool) -> None:
@@ -909,6 +1016,39 @@ async def step_silent(ctx: Ctx, resume: bool) -> None:
                                     f"{silence.window_start}{hint}", min(ctx.poll, 0.05), guard=new_g)
 
 
+@dataclass(frozen=True)
+class SignStateTarget:
+    """Where the sign state goes on the restored node's volume, looked up before the old node stops so that the write
+    after the stop is one exec. A hint kept in memory only: a restarted operator looks again."""
+
+    pod: str
+    uid: int
+    gid: int
+    data_dir: bool
+
+
+_SIGN_STATE_TARGETS: dict[tuple[str, str, str], SignStateTarget] = {}
+
+
+def _restore_key(ctx: Ctx) -> tuple[str, str, str]:
+    return ctx.namespace, ctx.name, str((ctx.body.get("metadata") or {}).get("uid") or "")
+
+
+async def find_sign_state_target(ctx: Ctx) -> SignStateTarget:
+    assert ctx.node_spec is not None
+    target = targets(ctx.node_spec)[MAYANODE]
+    pod = await helper(ctx, ctx.namespace, target)
+    files = PvcFiles(ctx, ctx.namespace, target, pod)
+    key_item = next(iter((await files.read(["config/priv_validator_key.json"])).values()), None)
+    uid, gid = (key_item.uid, key_item.gid) if key_item is not None else (0, 0)
+    return SignStateTarget(pod, uid, gid, files.path("data") in await files.dirs())
+
+
+async def prepare_sign_state(ctx: Ctx) -> None:
+    if _restore_key(ctx) not in _SIGN_STATE_TARGETS:
+        _SIGN_STATE_TARGETS[_restore_key(ctx)] = await find_sign_state_target(ctx)
+
+
 async def step_sign_state(ctx: Ctx, resume: bool) -> None:
     assert ctx.spec is not None and ctx.node_spec is not None
     if not resume:
@@ -922,15 +1062,16 @@ async def step_sign_state(ctx: Ctx, resume: bool) -> None:
     if g.get("chainTip") is not None:
         states[guard.CHAIN_TIP] = guard.chain_tip_state(int(g["chainTip"]))
     mark = guard.high_water_mark(states)
-    target = targets(ctx.node_spec)[MAYANODE]
-    pod = await helper(ctx, ctx.namespace, target)
-    files = PvcFiles(ctx, ctx.namespace, target, pod)
-    mode, uid, gid = 0o600, 0, 0
-    key_item = next((i for i in (await files.read(["config/priv_validator_key.json"])).values()), None)
-    if key_item is not None:
-        uid, gid = key_item.uid, key_item.gid
-    data = chainkeys.render_priv_validator_state(mark.state)
-    await files.write([FileEntry(SIGN_STATE_PATH, data, mode, uid, gid, int(ctx.now.timestamp()))], ["data"])
+    # Looked up before the old node stopped (a pod that is gone since makes the write fail: retried afresh).
+    where = _SIGN_STATE_TARGETS.pop(_restore_key(ctx), None) or await find_sign_state_target(ctx)
+    files = PvcFiles(ctx, ctx.namespace, targets(ctx.node_spec)[MAYANODE], where.pod)
+    entry = FileEntry(SIGN_STATE_PATH, chainkeys.render_priv_validator_state(mark.state), 0o600, where.uid,
+                      where.gid, int(ctx.now.timestamp()))
+    if where.data_dir:
+        await files.session.write_files([FileEntry(files.path(entry.path), entry.data, entry.mode, entry.uid,
+                                                   entry.gid, entry.mtime)])
+    else:
+        await files.write([entry], ["data"])
     inputs = list(ctx.status.get("signStateInputs") or ())
     if g.get("chainTip") is not None:
         inputs = [i for i in inputs if i.get("source") != guard.CHAIN_TIP]
