@@ -97,6 +97,11 @@ class Ctx:
     announce: bool
     exec_port: ExecPort
     _backup: tuple[Any, list[BackupItem]] | None = field(default=None, repr=False)
+    _events: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
+    _stored: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._stored = dict(self.status)
 
     @property
     def now(self) -> datetime:
@@ -128,26 +133,49 @@ class Ctx:
     def owner_reference(self) -> dict[str, Any]:
         return naming.owner_reference(naming.NODERESTORE_KIND, self.body)
 
-    async def save(self, new: Mapping[str, Any], events: Sequence[EventSpec | None] = ()) -> None:
-        """Write the difference between what is stored and `new` (with its conditions), then the events."""
+    async def save(self, new: Mapping[str, Any], events: Sequence[EventSpec | None] = (), *,
+                   defer: bool = False) -> None:
+        """Write the difference between what is stored and `new` (with its conditions), then the events.
+
+        `defer`: only for the completion of a step that may safely run again (it writes the same again): the record
+        goes out with the next write (at the latest when the pass ends), one request less on the hand-off's path."""
         new = dict(new)
         new["observedGeneration"] = self.generation
         new["conditions"] = merge_conditions(self.status.get("conditions"), plan.conditions_for(new),
                                              now=plan.iso(self.now), generation=self.generation)
-        patch = merge_patch(self.status, new)
-        if patch:
-            await self.runtime.kube.patch_custom_status(naming.NODERESTORE_PLURAL, self.namespace, self.name, patch)
-            if new.get("phase") in ("Completed", "Failed") and self.status.get("phase") != new.get("phase"):
-                metrics.observe_restore(self.namespace, self.spec_node_name, outcome=str(new["phase"]),
-                                        downtime_seconds=new.get("downtimeSeconds"))
         self.status = {k: v for k, v in new.items() if v is not None}
+        if not defer:
+            await self.write()
+        wanted = [e for e in events if e is not None]
+        wanted = [e for e in events if e is not None]
+        if wanted:
+            # Events go out while the next step runs (the pass waits for them before it ends): on the hand-off's
+            # path every request counts as downtime.
+            self._events.append(asyncio.create_task(self._emit(wanted)))
+
+    async def write(self) -> None:
+        """Store what `status` holds now, if it differs from what is stored."""
+        gone = {k: None for k in self._stored if k not in self.status}      # fields a transition cleared
+        patch = merge_patch(self._stored, {**gone, **self.status})
+        if not patch:
+            return
+        await self.runtime.kube.patch_custom_status(naming.NODERESTORE_PLURAL, self.namespace, self.name, patch)
+        if self.status.get("phase") in plan.FINISHED and self._stored.get("phase") != self.status.get("phase"):
+            metrics.observe_restore(self.namespace, self.spec_node_name, outcome=str(self.status["phase"]),
+                                    downtime_seconds=self.status.get("downtimeSeconds"))
+        self._stored = dict(self.status)
+
+    async def _emit(self, events: Sequence[EventSpec]) -> None:
         for event in events:
-            if event is None:
-                continue
             try:
                 await self.runtime.kube.emit_event(self.body, event)
             except TRANSIENT as err:
                 logger.warning("could not emit event %s: %s", event.reason, type(err).__name__)
+
+    async def flush_events(self) -> None:
+        while self._events:
+            pending, self._events = self._events, []
+            await asyncio.gather(*pending, return_exceptions=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -210,6 +238,17 @@ async def reconcile_noderestore(runtime: Runtime, namespace: str, name: str) -> 
     if loaded is None:
         return None
     ctx, inputs = loaded
+    try:
+        return await run_pass(runtime, ctx, inputs)
+    finally:
+        try:
+            await ctx.write()                 # a deferred step record
+        finally:
+            await ctx.flush_events()
+
+
+async def run_pass(runtime: Runtime, ctx: Ctx, inputs: plan.RestoreInputs) -> float | None:
+    namespace, name = ctx.namespace, ctx.name
     for _ in range(MAX_STEPS_PER_PASS):
         decision = plan.decide(inputs)
         log = logger.debug if decision.resume or decision.action == plan.Action.IDLE else logger.info
@@ -900,7 +939,6 @@ async def step_stop_old(ctx: Ctx, resume: bool) -> None:
     else:
         source, entry = await asyncio.gather(
             chain_source(ctx), PvcFiles(ctx, namespace, target, helper_pod).read([SIGN_STATE_PATH]))
-        await delete_pod(ctx, namespace, helper_pod)
     stop_height = source.tip if source else None
     state = None
     if SIGN_STATE_PATH in entry:
@@ -1051,8 +1089,7 @@ async def prepare_sign_state(ctx: Ctx) -> None:
 
 async def step_sign_state(ctx: Ctx, resume: bool) -> None:
     assert ctx.spec is not None and ctx.node_spec is not None
-    if not resume:
-        await ctx.save(plan.begin(ctx.status, plan.SIGN_STATE, ctx.now, "writing the high-water mark"))
+    started = ctx.now                    # idempotent: recorded once done, with when it started
     await ensure_target_down(ctx, plan.SIGN_STATE)
     g = ctx.status.get("guard") or {}
     states: dict[str, chainkeys.SignState | None] = {}
@@ -1081,7 +1118,10 @@ async def step_sign_state(ctx: Ctx, resume: bool) -> None:
                        "step": guard.PRECOMMIT_STEP})
     message = (f"priv_validator_state.json = height {mark.state.height}, round {mark.state.round}, step "
                f"{mark.state.step} (from {mark.source}, the highest of {len(states)} inputs)")
-    await complete(ctx, plan.SIGN_STATE, message, highWaterMark=mark.to_status(), signStateInputs=inputs)
+    new = plan.begin(ctx.status, plan.SIGN_STATE, started)
+    await ctx.save(plan.complete(new, plan.SIGN_STATE, ctx.now, message, highWaterMark=mark.to_status(),
+                                 signStateInputs=inputs), [plan.step_done_event(plan.SIGN_STATE, message)],
+                   defer=True)
 
 
 async def step_remove_helpers(ctx: Ctx, resume: bool) -> None:
@@ -1093,8 +1133,9 @@ async def step_remove_helpers(ctx: Ctx, resume: bool) -> None:
         found += await remove_helpers(ctx, namespace)
     # Helpers end at once when deleted (grace period 0, their shell traps TERM) and sign nothing: the node does
     # not wait for them to be gone.
-    await complete(ctx, plan.REMOVE_HELPERS, f"deleted {found} helper pod(s) of this restore" if found else
-                   "no helper pod of this restore is left")
+    message = f"deleted {found} helper pod(s) of this restore" if found else "no helper pod of this restore is left"
+    await ctx.save(plan.complete(ctx.status, plan.REMOVE_HELPERS, ctx.now, message),
+                   [plan.step_done_event(plan.REMOVE_HELPERS, message)], defer=True)
 
 
 async def step_scale_up(ctx: Ctx, resume: bool) -> None:
@@ -1108,8 +1149,7 @@ async def step_scale_up(ctx: Ctx, resume: bool) -> None:
     await begin(ctx, plan.SCALE_UP, f"scaling {spec.mayanode.deployment} and {spec.bifrost.deployment} back up")
     workloads = Workloads(ctx.runtime.kube)
     wanted = {spec.mayanode.deployment: 1, spec.bifrost.deployment: 1}
-    for deployment, replicas in wanted.items():
-        await workloads.scale(ctx.namespace, deployment, replicas)
+    await asyncio.gather(*(workloads.scale(ctx.namespace, d, r) for d, r in wanted.items()))
     was = ", ".join(f"{k} {v}" for k, v in sorted(previous.items()))
     await complete(ctx, plan.SCALE_UP, ", ".join(f"{d}={r}" for d, r in wanted.items()) + f" (before: {was})")
 
