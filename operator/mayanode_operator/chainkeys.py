@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import bech32
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 ACCOUNT_PREFIX = "maya"
 STAGENET_ACCOUNT_PREFIX = "smaya"
@@ -180,6 +179,9 @@ class ConsensusKey:
         seed = self.private_key[:32]
         if len(seed) != 32:
             return False
+        # Here, not at the top: cryptography costs ~6 MiB of operator memory; only restores and verification check keys.
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         derived = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw()
         return derived == self.pubkey
 

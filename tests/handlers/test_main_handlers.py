@@ -1,12 +1,13 @@
 """kopf handlers only wire: watch events to the queue, credentials to a capped session."""
 
+import inspect
 
 import kopf
 import pytest
 from kubernetes import client as k8s
 
 from mayanode_operator.config import OperatorConfig
-from mayanode_operator.main import login, mayanode_event, watch_event_action
+from mayanode_operator.main import login, mayanode_event, nodebackup_event, noderestore_event, watch_event_action
 from mayanode_operator.reconcile.queue import WorkQueue
 
 
@@ -33,14 +34,19 @@ class FakeRuntime:
         self.kube = type("K", (), {"api_client": api_client})()
 
 
-def test_events_feed_the_queue():
+async def test_events_feed_the_queue():
     runtime = FakeRuntime()
     memo = kopf.Memo(runtime=runtime)
-    mayanode_event(event={"type": "ADDED"}, body=body(), memo=memo)
+    await mayanode_event(event={"type": "ADDED"}, body=body(), memo=memo)
     assert runtime.queue.pop_due()[0] == [("mayanodes", "node-a", "node-a")]
     runtime.queue.add(("mayanodes", "node-a", "node-a"), delay=100)
-    mayanode_event(event={"type": "DELETED"}, body=body(), memo=memo)
+    await mayanode_event(event={"type": "DELETED"}, body=body(), memo=memo)
     assert len(runtime.queue) == 0
+
+
+def test_event_handlers_run_on_the_event_loop():
+    """kopf runs plain functions in its thread pool; the work queue must only be touched from the loop."""
+    assert all(inspect.iscoroutinefunction(handler) for handler in (mayanode_event, nodebackup_event, noderestore_event))
 
 
 async def test_login_uses_the_operator_credentials_with_a_capped_pool():

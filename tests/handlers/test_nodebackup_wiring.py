@@ -10,15 +10,15 @@ from mayanode_operator.reconcile.nodebackup import reconcile_nodebackup
 from mayanode_operator.reconcile.queue import WorkQueue
 
 
-def test_nodebackup_events_feed_the_queue():
+async def test_nodebackup_events_feed_the_queue():
     runtime = type("R", (), {"queue": WorkQueue()})()
     memo = kopf.Memo(runtime=runtime)
     body = kopf.Body({"metadata": {"name": "b", "namespace": "ns", "generation": 1}, "status": {}})
-    nodebackup_event(event={"type": "ADDED"}, body=body, memo=memo)
+    await nodebackup_event(event={"type": "ADDED"}, body=body, memo=memo)
     assert runtime.queue.pop_due()[0] == [(naming.NODEBACKUP_PLURAL, "ns", "b")]
     own_write = kopf.Body({"metadata": {"name": "b", "namespace": "ns", "generation": 1},
                            "status": {"observedGeneration": 1}})
-    nodebackup_event(event={"type": "MODIFIED"}, body=own_write, memo=memo)
+    await nodebackup_event(event={"type": "MODIFIED"}, body=own_write, memo=memo)
     assert len(runtime.queue) == 0
 
 

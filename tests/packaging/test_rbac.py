@@ -1,7 +1,9 @@
 """RBAC is sufficient (every API call in the operator's code is granted) and minimal (every grant has a reason).
 
 Sufficient: the Kubernetes client calls in the package are found by name and mapped to (group,
-resource, verb); the chart's rules must grant each one, in both scopes. Code run by a person with
+resource, verb), and so are the raw REST calls of the adapter (an HTTP method and an API path, e.g.
+`_rest("PATCH", "/api/v1/namespaces/{namespace}/configmaps/{name}", …)`); the chart's rules must grant
+each one, in both scopes. Code run by a person with
 their own kubeconfig (the CLI, the demo) and the test sandbox are left out.
 Minimal: docs/rbac.md has one row per (group, resource, verb) the chart grants, with its reason,
 and no grant without a row.
@@ -16,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from .conftest import NAMESPACE
 from .test_chart import MODES, NAMESPACED, RELEASE, grants, kinds
 from .tools import REPO
 
@@ -67,19 +70,71 @@ def custom_target(text: str) -> str:
     return f"{OUR_GROUP}/*"
 
 
+# Raw REST calls: `_rest("METHOD", <path>, …)` and `_get_or_none(<path>, …)` (a GET), where <path> is a string
+# literal, a module constant, or a constant + a literal (`CUSTOM_OBJECT + "/status"`).
+PATH_EXPR = r'(?:"[^"]*"|[A-Z_]+)(?:\s*\+\s*(?:"[^"]*"|[A-Z_]+))*'
+REST_CALL = re.compile(r'\b_(?:rest\(\s*"(GET|POST|PUT|PATCH|DELETE)"|get_or_none\()\s*,?\s*(' + PATH_EXPR + ')')
+STRING_CONSTANT = re.compile(r'^([A-Z_]+) = (' + PATH_EXPR + r')\s*$', re.M)
+API_PATH = re.compile(r"^/(?:api/v1|apis/(?P<group>[^/]+)/[^/]+)/namespaces/\{namespace\}/(?P<resource>[^/]+)"
+                      r"(?P<name>/\{name\})?(?:/(?P<sub>[a-z]+))?$")
+CUSTOM_GROUPS = {OUR_GROUP, "{group}", "snapshot.storage.k8s.io"}
+
+
+def _resolve(expr: str, constants: dict[str, str]) -> str:
+    parts = [part.strip() for part in expr.split("+")]
+    return "".join(part.strip('"') if part.startswith('"') else constants.get(part, "?" + part) for part in parts)
+
+
+def rest_calls(text: str) -> list[tuple[str, str, int, str]]:
+    """(suffix, verb, offset, call) of a file's raw REST calls. Our kinds (a `{plural}` path) give the
+    `custom_object[_sub]@group/plural` suffix of the client calls; other kinds `rest:group/resource[/sub]`."""
+    constants: dict[str, str] = {}
+    for match in STRING_CONSTANT.finditer(text):
+        constants[match.group(1)] = _resolve(match.group(2), constants)
+    out = []
+    for match in REST_CALL.finditer(text):
+        method, path = match.group(1) or "GET", _resolve(match.group(2), constants)
+        parsed = API_PATH.match(path)
+        assert parsed, f"an API call to a path this test cannot read: {path} ({match.group(0)})"
+        named = bool(parsed.group("name"))
+        verb = {"GET": "get" if named else "list", "POST": "create", "PUT": "update", "PATCH": "patch",
+                "DELETE": "delete" if named else "deletecollection"}[method]
+        group, resource, sub = parsed.group("group") or "", parsed.group("resource"), parsed.group("sub")
+        if group in CUSTOM_GROUPS:
+            target = f"{OUR_GROUP}/*" if resource == "{plural}" else f"{group}/{resource}"
+            suffix = "custom_object" + (f"_{sub}" if sub else "") + f"@{target}"
+        else:
+            suffix = f"rest:{group}/{resource}" + (f"/{sub}" if sub else "")
+        out.append((suffix, verb, match.start(), match.group(0)))
+    return out
+
+
+def resource_of(suffix: str) -> tuple[str, str] | None:
+    """(group, resource) of a non-custom call's suffix; None when this test does not know it."""
+    if suffix.startswith("rest:"):
+        group, _, resource = suffix.removeprefix("rest:").partition("/")
+        return group, resource
+    return RESOURCES.get(suffix)
+
+
 def api_calls() -> dict[tuple[str, str, str], list[str]]:
     """(client suffix, verb, reach) → where. For custom objects the suffix is `custom_object[_sub]@group/plural`."""
     found: dict[tuple[str, str, str], list[str]] = {}
     for path in operator_sources():
         text = path.read_text()
+
+        def where(offset: int, call: str) -> str:
+            return f"{path.relative_to(REPO)}:{text.count(chr(10), 0, offset) + 1} {call}"
         for pattern in (CALL, CLUSTER_CALL):
             for match in pattern.finditer(text):
                 prefix, suffix = match.group(1), match.group(2)
                 if suffix.startswith("custom_object"):
                     suffix = f"{suffix}@{custom_target(text)}"
-                where = f"{path.relative_to(REPO)}:{text.count(chr(10), 0, match.start()) + 1} {match.group(0)}"
                 for verb in VERBS[prefix]:
-                    found.setdefault((suffix, verb, "cluster" if pattern is CLUSTER_CALL else "ns"), []).append(where)
+                    found.setdefault((suffix, verb, "cluster" if pattern is CLUSTER_CALL else "ns"), []).append(
+                        where(match.start(), match.group(0)))
+        for suffix, verb, offset, call in rest_calls(text):
+            found.setdefault((suffix, verb, "ns"), []).append(where(offset, call))
     return found
 
 
@@ -127,11 +182,11 @@ def test_every_api_call_is_granted(render, scope, values):
             if not any(grants(rules, group, resource, verb) for group, resource in custom_resources(suffix, rules)):
                 missing.append(f"{verb} {suffix.partition('@')[2]} is not granted; used at {where[0]}")
             continue
-        if suffix not in RESOURCES:
+        if resource_of(suffix) is None:
             missing.append(f"unknown client call {where[0]}: add its resource to RESOURCES in this test, "
                            f"a rule to charts/mayanode-operator/templates/_helpers.tpl and a row to docs/rbac.md")
             continue
-        group, resource = RESOURCES[suffix]
+        group, resource = resource_of(suffix)
         if not grants(rules, group, resource, verb):
             missing.append(f"{verb} {group or 'core'}/{resource} is not granted; used at {where[0]}")
     assert not missing, "\n".join(missing)
@@ -145,13 +200,31 @@ def test_every_grant_is_used(render, scope, values):
     for (suffix, verb, _), _where in api_calls().items():
         if suffix.startswith("custom_object"):
             used |= {(group, resource, verb) for group, resource in custom_resources(suffix, rules)}
-        elif suffix in RESOURCES:
-            used.add((*RESOURCES[suffix], verb))
+        elif resource_of(suffix) is not None:
+            used.add((*resource_of(suffix), verb))
     framework = {"customresourcedefinitions", "namespaces", "kopfpeerings", "clusterkopfpeerings"}
     unused = sorted((group, resource, verb) for rule in rules for group in rule["apiGroups"]
                     for resource in rule["resources"] for verb in rule["verbs"]
                     if (group, resource, verb) not in used and resource not in framework)
     assert not unused, f"granted but never used (remove them, or name the code that needs them): {unused}"
+
+
+def test_the_operators_own_namespace_grants_its_lease_calls(render):
+    """The consensus-key lock (adapters/keylock.py) and the upgrade budget (adapters/leases.py) keep their Leases in
+    the operator's own namespace ($POD_NAMESPACE, from the downward API): in namespaced scope, when that namespace is
+    not a watched one, its own Role must grant every Lease call the code makes."""
+    docs = render(NAMESPACED)
+    (deployment,) = kinds(docs, "Deployment")
+    env = {e["name"]: e for c in deployment["spec"]["template"]["spec"]["containers"] for e in c.get("env") or []}
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    own = [r for r in kinds(docs, "Role") if r["metadata"]["namespace"] == NAMESPACE]
+    assert NAMESPACE not in json.loads(NAMESPACED["operator.namespaces"]) and len(own) == 1, own
+    lease_calls = {(verb, where[0]) for (suffix, verb, _), where in api_calls().items()
+                   if resource_of(suffix) == ("coordination.k8s.io", "leases")}
+    assert {verb for verb, _ in lease_calls} >= {"get", "create", "update"}, lease_calls
+    missing = sorted((verb, where) for verb, where in lease_calls
+                     if not grants(own[0]["rules"], "coordination.k8s.io", "leases", verb))
+    assert not missing, f"Lease calls the Role in the operator's own namespace does not grant: {missing}"
 
 
 DOC_ROW = re.compile(r"^\|\s*`([^`]*)`\s*\|\s*`([^`]+)`\s*\|\s*`([a-z]+)`\s*\|\s*(.+?)\s*\|\s*$")

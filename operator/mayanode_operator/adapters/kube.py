@@ -1,13 +1,20 @@
 """Thin I/O over the Kubernetes API with the official client.
 
-Calls are synchronous in the client, so they run in worker threads. Answers are read raw
-(`_preload_content=False`) and returned as the JSON dicts the server sent.
+Calls are synchronous in the client, so they run in worker threads. Answers are read raw and returned as
+the JSON dicts the server sent.
+
+The methods below go through the ApiClient's REST layer (same configuration, auth, connection pool, User-Agent
+and ApiException as the typed APIs), not through CoreV1Api/AppsV1Api: the typed APIs of the client import and
+build hundreds of pydantic models when first used (about 22 MiB of operator memory) and validate every call's
+arguments with pydantic. `core`, `apps` and `custom` remain for the rarer paths (restores, backups, exec,
+workload patches) and are made on first use.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import socket
 import uuid
@@ -23,6 +30,8 @@ from ..api import naming
 from ..plan.events import EventSpec
 
 MERGE_PATCH = "application/merge-patch+json"
+CUSTOM_OBJECTS = "/apis/{group}/{version}/namespaces/{namespace}/{plural}"
+CUSTOM_OBJECT = CUSTOM_OBJECTS + "/{name}"
 
 
 def make_api_client(kubeconfig: str | None = None, context: str | None = None) -> k8s.ApiClient:
@@ -42,21 +51,53 @@ def _decode(response: Any) -> dict[str, Any]:
     return json.loads(response.data) if response.data else {}
 
 
+def _custom(plural: str, namespace: str, name: str | None = None) -> dict[str, str]:
+    params = {"group": naming.GROUP, "version": naming.VERSION, "namespace": namespace, "plural": plural}
+    return params if name is None else {**params, "name": name}
+
+
 class KubeApi:
     def __init__(self, api_client: k8s.ApiClient) -> None:
         self.api_client = api_client
-        self.core = k8s.CoreV1Api(api_client)
-        self.apps = k8s.AppsV1Api(api_client)
-        self.custom = k8s.CustomObjectsApi(api_client)
         self._instance = socket.gethostname()
 
-    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        response = await asyncio.to_thread(fn, *args, _preload_content=False, **kwargs)
-        return _decode(response)
+    @functools.cached_property
+    def core(self) -> k8s.CoreV1Api:
+        return k8s.CoreV1Api(self.api_client)
 
-    async def _maybe(self, fn: Any, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+    @functools.cached_property
+    def apps(self) -> k8s.AppsV1Api:
+        return k8s.AppsV1Api(self.api_client)
+
+    @functools.cached_property
+    def custom(self) -> k8s.CustomObjectsApi:
+        return k8s.CustomObjectsApi(self.api_client)
+
+    def _request(self, method: str, path: str, params: Mapping[str, str], query: Mapping[str, Any] | None,
+                 body: Any, content_type: str | None) -> Any:
+        """One synchronous call, answered as a typed API method answers with `_preload_content=False`: the raw
+        urllib3 response, or ApiException on a non-2xx status. `path` has `{key}` placeholders for `params`."""
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type or "application/json"
+        request = self.api_client.param_serialize(
+            method=method, resource_path=path, path_params=dict(params),
+            query_params=[(key, value) for key, value in (query or {}).items() if value is not None],
+            header_params=headers, body=body, auth_settings=["BearerToken"],
+        )
+        response = self.api_client.call_api(*request)
+        if not 200 <= response.status <= 299:
+            response.read()
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        return response.response
+
+    async def _rest(self, method: str, path: str, params: Mapping[str, str], *, query: Mapping[str, Any] | None = None,
+                    body: Any = None, content_type: str | None = None) -> dict[str, Any]:
+        return _decode(await asyncio.to_thread(self._request, method, path, params, query, body, content_type))
+
+    async def _get_or_none(self, path: str, params: Mapping[str, str]) -> dict[str, Any] | None:
         try:
-            return await self._call(fn, *args, **kwargs)
+            return await self._rest("GET", path, params)
         except ApiException as err:
             if err.status == 404:
                 return None
@@ -64,51 +105,56 @@ class KubeApi:
 
     # --- reads -----------------------------------------------------------------------------
     async def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return await self._maybe(self.apps.read_namespaced_deployment, name, namespace)
+        return await self._get_or_none("/apis/apps/v1/namespaces/{namespace}/deployments/{name}",
+                                       {"namespace": namespace, "name": name})
 
     async def list_pods(self, namespace: str, match_labels: Mapping[str, str]) -> list[dict[str, Any]]:
         selector = ",".join(f"{key}={value}" for key, value in sorted(match_labels.items()))
-        doc = await self._call(self.core.list_namespaced_pod, namespace, label_selector=selector)
+        return await self.list_pods_selected(namespace, selector)
+
+    async def list_pods_selected(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """The pods a label selector (`a=b,c in (d,e)`) matches; an empty selector lists the whole namespace."""
+        doc = await self._rest("GET", "/api/v1/namespaces/{namespace}/pods", {"namespace": namespace},
+                               query={"labelSelector": selector or None})
         return list(doc.get("items") or [])
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
         """A Secret's decoded data, or None when it does not exist. Never log the result."""
-        body = await self._maybe(self.core.read_namespaced_secret, name, namespace)
+        body = await self._get_or_none("/api/v1/namespaces/{namespace}/secrets/{name}",
+                                       {"namespace": namespace, "name": name})
         if body is None:
             return None
         return {key: base64.b64decode(value) for key, value in (body.get("data") or {}).items()}
 
     async def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return await self._maybe(self.core.read_namespaced_service, name, namespace)
+        return await self._get_or_none("/api/v1/namespaces/{namespace}/services/{name}",
+                                       {"namespace": namespace, "name": name})
 
     async def get_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return await self._maybe(self.core.read_namespaced_config_map, name, namespace)
+        return await self._get_or_none("/api/v1/namespaces/{namespace}/configmaps/{name}",
+                                       {"namespace": namespace, "name": name})
 
     async def get_custom(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
-        return await self._maybe(self.custom.get_namespaced_custom_object,
-                                 naming.GROUP, naming.VERSION, namespace, plural, name)
+        return await self._get_or_none(CUSTOM_OBJECT, _custom(plural, namespace, name))
 
     async def list_custom(self, plural: str, namespace: str) -> list[dict[str, Any]]:
-        doc = await self._call(self.custom.list_namespaced_custom_object,
-                               naming.GROUP, naming.VERSION, namespace, plural)
+        doc = await self._rest("GET", CUSTOM_OBJECTS, _custom(plural, namespace))
         return list(doc.get("items") or [])
 
     # --- writes ----------------------------------------------------------------------------
     async def patch_custom_status(self, plural: str, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
-        return await self._call(
-            self.custom.patch_namespaced_custom_object_status,
-            naming.GROUP, naming.VERSION, namespace, plural, name, {"status": dict(patch)},
-            _content_type=MERGE_PATCH,
-        )
+        return await self._rest("PATCH", CUSTOM_OBJECT + "/status", _custom(plural, namespace, name),
+                                body={"status": dict(patch)}, content_type=MERGE_PATCH)
 
     async def create_configmap(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        return await self._call(self.core.create_namespaced_config_map, namespace, dict(body),
-                                field_manager=naming.FIELD_MANAGER)
+        return await self._rest("POST", "/api/v1/namespaces/{namespace}/configmaps", {"namespace": namespace},
+                                query={"fieldManager": naming.FIELD_MANAGER}, body=dict(body))
 
     async def patch_configmap(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         """A JSON merge patch of a ConfigMap (data and metadata.annotations)."""
-        return await self._call(self.core.patch_namespaced_config_map, name, namespace, dict(patch),
-                                field_manager=naming.FIELD_MANAGER, _content_type=MERGE_PATCH)
+        return await self._rest("PATCH", "/api/v1/namespaces/{namespace}/configmaps/{name}",
+                                {"namespace": namespace, "name": name}, query={"fieldManager": naming.FIELD_MANAGER},
+                                body=dict(patch), content_type=MERGE_PATCH)
 
     async def emit_event(self, involved: Mapping[str, Any], event: EventSpec) -> None:
         """A core/v1 Event about `involved`; losing one is never worth failing a reconcile for."""
@@ -137,4 +183,5 @@ class KubeApi:
             "lastTimestamp": stamp,
             "count": 1,
         }
-        await self._call(self.core.create_namespaced_event, meta.get("namespace"), body)
+        await self._rest("POST", "/api/v1/namespaces/{namespace}/events", {"namespace": str(meta.get("namespace"))},
+                         body=body)

@@ -12,9 +12,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from enum import StrEnum
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-import pyrage
-from pyrage import x25519
+if TYPE_CHECKING:
+    from pyrage import x25519
 
 AGE_HEADER = b"age-encryption.org/v1\n"
 RECIPIENT_PREFIX = "age1"
@@ -49,6 +51,14 @@ class CryptoError(BackupError):
     matches the identity) or Corrupted (not an age file, or it was altered)."""
 
 
+def _pyrage() -> tuple[ModuleType, ModuleType]:
+    """pyrage and its x25519 module, imported on first use: only sealing or opening a backup needs them."""
+    import pyrage
+    from pyrage import x25519
+
+    return pyrage, x25519
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -68,6 +78,7 @@ def validate_recipient(recipient: str) -> str:
     if not text.lower().startswith(RECIPIENT_PREFIX):
         raise CryptoError(CryptoReason.INVALID_RECIPIENT,
                           f"{_short(text)!r} is not an age X25519 recipient (it must start with age1)")
+    _, x25519 = _pyrage()
     try:
         parsed = x25519.Recipient.from_str(text)
     except Exception as err:
@@ -101,6 +112,7 @@ def _parse_identities(identity: str | bytes) -> list[x25519.Identity]:
             raise CryptoError(CryptoReason.INVALID_IDENTITY, "the age identity is not UTF-8 text") from None
     if not isinstance(identity, str):
         raise CryptoError(CryptoReason.INVALID_IDENTITY, "an age identity must be a string")
+    _, x25519 = _pyrage()
     parsed: list[x25519.Identity] = []
     for number, line in enumerate(identity.splitlines(), start=1):
         line = line.strip()
@@ -131,12 +143,14 @@ def identity_recipients(identity: str | bytes) -> list[str]:
 
 def generate_identity() -> tuple[str, str]:
     """A new X25519 key pair: (identity `AGE-SECRET-KEY-1…`, recipient `age1…`)."""
+    _, x25519 = _pyrage()
     identity = x25519.Identity.generate()
     return str(identity), str(identity.to_public())
 
 
 def encrypt(plaintext: bytes, recipients: Iterable[str]) -> bytes:
     """`plaintext` encrypted (binary age format) so that any one of `recipients` can decrypt it."""
+    pyrage, x25519 = _pyrage()
     parsed = [x25519.Recipient.from_str(r) for r in validate_recipients(recipients)]
     try:
         return pyrage.encrypt(bytes(plaintext), parsed)
@@ -156,6 +170,7 @@ def decrypt(ciphertext: bytes, identity: str | bytes) -> bytes:
     age cannot tell a wrong identity from an altered recipient stanza (both fail to unwrap the file
     key); `open_sealed` checks the outer digest first, which catches the latter."""
     identities = _parse_identities(identity)
+    pyrage, _ = _pyrage()
     if not is_age(ciphertext):
         raise CryptoError(CryptoReason.CORRUPTED, "the data is not an age-encrypted file (bad header)")
     try:

@@ -2,20 +2,62 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..adapters.kube import KubeApi
 from .snapshot import PodObservation, WorkloadObservation
 
 
-async def observe_workload(kube: KubeApi, namespace: str, deployment: str, container: str) -> WorkloadObservation:
-    body = await kube.get_deployment(namespace, deployment)
-    if body is None:
-        return WorkloadObservation(name=deployment, exists=False)
-    match_labels = ((body.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-    pods = await kube.list_pods(namespace, match_labels) if match_labels else []
-    return workload_from_objects(body, pods, container)
+async def observe_workloads(kube: KubeApi, namespace: str,
+                            workloads: Sequence[tuple[str, str]]) -> tuple[WorkloadObservation, ...]:
+    """Each (deployment, container) of a node: the Deployments (read at once), then their pods in one LIST when
+    their selectors share a label key (the node-launcher's do), each Deployment keeping the pods its own
+    matchLabels select. One LIST per Deployment otherwise, so a namespace is never listed whole."""
+    bodies = await asyncio.gather(*(kube.get_deployment(namespace, deployment) for deployment, _ in workloads))
+    selectors = [match_labels(body) for body in bodies if body is not None]
+    covering = covering_selector([labels for labels in selectors if labels])
+    if covering:
+        listed = await kube.list_pods_selected(namespace, covering)
+        pods = [[pod for pod in listed if selects(labels, pod)] if labels else [] for labels in selectors]
+    else:
+        pods = list(await asyncio.gather(*(_pods(kube, namespace, labels) for labels in selectors)))
+    pods_of_existing = iter(pods)
+    return tuple(WorkloadObservation(name=deployment, exists=False) if body is None
+                 else workload_from_objects(body, next(pods_of_existing), container)
+                 for (deployment, container), body in zip(workloads, bodies))
+
+
+async def _pods(kube: KubeApi, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
+    return await kube.list_pods(namespace, labels) if labels else []
+
+
+def match_labels(deployment: Mapping[str, Any]) -> dict[str, str]:
+    return dict(((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {})
+
+
+def covering_selector(label_sets: Sequence[Mapping[str, str]]) -> str:
+    """A label selector matching at least every pod that one of `label_sets` (matchLabels) selects: the keys all
+    sets have, `key=value` where they agree, `key in (a,b)` where they do not (left out when one of them is
+    empty). Empty when no key is left."""
+    if not label_sets:
+        return ""
+    shared = set(label_sets[0]).intersection(*label_sets[1:])
+    terms = []
+    for key in sorted(shared):
+        values = sorted({labels[key] for labels in label_sets})
+        if len(values) == 1:
+            terms.append(f"{key}={values[0]}")
+        elif "" not in values:
+            terms.append(f"{key} in ({','.join(values)})")
+    return ",".join(terms)
+
+
+def selects(labels: Mapping[str, str], pod: Mapping[str, Any]) -> bool:
+    """Whether matchLabels `labels` select `pod`, as the API server's equality selector does."""
+    pod_labels = (pod.get("metadata") or {}).get("labels") or {}
+    return all(pod_labels.get(key) == value for key, value in labels.items())
 
 
 def workload_from_objects(deployment: Mapping[str, Any], pods: list[Mapping[str, Any]], container: str) -> WorkloadObservation:

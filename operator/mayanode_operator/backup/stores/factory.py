@@ -17,7 +17,6 @@ from typing import Any
 
 from ...api import naming
 from .base import BackupStore, StoreError, StoreReason
-from .s3 import S3Store
 from .secret import SecretStore
 
 ReadSecret = Callable[[str, str], Awaitable[Mapping[str, bytes] | None]]   # (namespace, name) → data
@@ -89,6 +88,8 @@ async def store_for_location(location: Mapping[str, Any], namespace: str, kube_a
     access_key = secret = None
     if spec.get("credentialsSecret") is not None:
         access_key, secret = await _credentials(spec["credentialsSecret"], namespace, read_secret)
+    from .s3 import S3Store     # here, not at the top: boto3 costs ~7 MiB and only S3 locations need it
+
     return S3Store(
         endpoint=spec.get("endpoint") or None,
         bucket=bucket,

@@ -1,0 +1,122 @@
+"""The kube adapter's REST path: the answers, errors and requests of the official client's typed APIs, without them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from mayanode_operator.adapters.kube import KubeApi, make_api_client
+from mayanode_operator.plan.events import EventSpec
+from mayanode_operator.sandbox.apiserver import EmulatedApiServer
+
+NS = "default"
+
+
+def deployment(name: str) -> dict:
+    labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/instance": name}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": NS},
+            "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels},
+                                  "spec": {"containers": [{"name": name, "image": f"{name}:1"}]}}}}
+
+
+def pod(name: str, labels: dict) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS, "labels": labels},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+
+
+@pytest.fixture
+async def kube(tmp_path):
+    server = EmulatedApiServer()
+    await server.start()
+    seen: list[tuple[str, str, str | None]] = []
+
+    async def record(request, call_next):
+        seen.append((request.method, request.path_qs, request.headers.get("User-Agent")))
+        return await call_next(request)
+
+    server.add_request_hook(record)
+    client = make_api_client(str(server.write_kubeconfig(tmp_path / "kubeconfig")))
+    client.user_agent = "mayanode-operator/test"
+    api = KubeApi(client)
+    api.seen = seen
+    try:
+        yield api, server
+    finally:
+        client.close()
+        await server.stop()
+
+
+async def test_reads_answer_the_server_json_and_none_when_missing(kube):
+    api, server = kube
+    server.store.create("deployments", deployment("mayanode"), NS)
+    server.store.create("configmaps", {"metadata": {"name": "cm", "namespace": NS}, "data": {"a": "1"}}, NS)
+    server.store.create("secrets", {"metadata": {"name": "s", "namespace": NS}, "data": {"k": "dmFsdWU="}}, NS)
+    typed = json.loads((await asyncio.to_thread(api.apps.read_namespaced_deployment, "mayanode", NS,
+                                                _preload_content=False)).data)
+    assert await api.get_deployment(NS, "mayanode") == typed
+    assert await api.get_deployment(NS, "absent") is None
+    assert (await api.get_configmap(NS, "cm"))["data"] == {"a": "1"}
+    assert await api.read_secret(NS, "s") == {"k": b"value"}
+    assert await api.read_secret(NS, "absent") is None
+    assert await api.get_service(NS, "absent") is None
+    assert all(agent == "mayanode-operator/test" for _, _, agent in api.seen)
+
+
+async def test_errors_raise_api_exception_as_the_typed_apis_do(kube):
+    api, _ = kube
+    await api.create_configmap(NS, {"metadata": {"name": "cm"}, "data": {"a": "1"}})
+    with pytest.raises(ApiException) as raised:
+        await api.create_configmap(NS, {"metadata": {"name": "cm"}, "data": {"a": "1"}})
+    assert raised.value.status == 409 and json.loads(raised.value.body)["reason"] == "AlreadyExists"
+    with pytest.raises(ApiException) as raised:
+        await api.list_pods_selected(NS, "not a selector(")
+    assert raised.value.status == 400
+
+
+async def test_writes_send_merge_patches_with_the_field_manager(kube):
+    api, server = kube
+    await api.create_configmap(NS, {"metadata": {"name": "cm"}, "data": {"a": "1"}})
+    patched = await api.patch_configmap(NS, "cm", {"data": {"b": "2"}, "metadata": {"annotations": {"x": "y"}}})
+    assert patched["data"] == {"a": "1", "b": "2"} and patched["metadata"]["annotations"] == {"x": "y"}
+    assert [(method, path) for method, path, _ in api.seen] == [
+        ("POST", "/api/v1/namespaces/default/configmaps?fieldManager=mayanode-operator"),
+        ("PATCH", "/api/v1/namespaces/default/configmaps/cm?fieldManager=mayanode-operator"),
+    ]
+    await api.emit_event({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm", "namespace": NS}},
+                         EventSpec("Normal", "Tested", "a message"))
+    events = server.store.list("events", NS)["items"]
+    assert [(e["reason"], e["involvedObject"]["name"]) for e in events] == [("Tested", "cm")]
+
+
+async def test_pods_by_label_selector(kube):
+    api, server = kube
+    server.store.create("pods", pod("m", {"app": "mayanode", "tier": "node"}), NS)
+    server.store.create("pods", pod("b", {"app": "bifrost", "tier": "node"}), NS)
+    server.store.create("pods", pod("g", {"app": "gateway", "tier": "node"}), NS)
+    assert [p["metadata"]["name"] for p in await api.list_pods(NS, {"app": "mayanode", "tier": "node"})] == ["m"]
+    got = await api.list_pods_selected(NS, "app in (bifrost,mayanode),tier=node")
+    assert sorted(p["metadata"]["name"] for p in got) == ["b", "m"]
+    assert len(await api.list_pods_selected(NS, "")) == 3
+
+
+def test_the_typed_apis_and_the_heavy_libraries_are_not_loaded_to_run():
+    """The typed APIs import hundreds of pydantic models (~22 MiB); boto3, cryptography and pyrage only serve
+    backups and restores. An operator that starts and reconciles MayaNodes loads none of them."""
+    code = (
+        "import sys\n"
+        "from kubernetes import client as k8s\n"
+        "import mayanode_operator.operator_loop, mayanode_operator.cli\n"
+        "from mayanode_operator.adapters.kube import KubeApi\n"
+        "KubeApi(k8s.ApiClient())\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('kubernetes.client.api.') or\n"
+        "                m.split('.')[0] in ('boto3', 'botocore', 'cryptography', 'pyrage'))\n"
+        "print(loaded)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
