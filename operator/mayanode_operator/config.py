@@ -38,6 +38,14 @@ class OperatorConfig(BaseModel):
     restore_poll_seconds: float = Field(0.25, gt=0, le=30, description="how often a NodeRestore polls while it waits "
                                                                        "(pods gone, blocks, readiness)")
 
+    def kopf_connection_limit(self) -> int:
+        """kopf's pool: `max_connections`, but never fewer than its watches need. Each watch holds a connection for
+        as long as it streams: one per kind (three) in every watched namespace, or cluster-wide, plus kopf's own
+        (CRD and namespace discovery) and a few for its other requests; a pool smaller than that starves a watch
+        and nothing is reconciled."""
+        watches = 3 * max(1, len(self.namespaces))
+        return max(self.max_connections, watches + 4)
+
     @classmethod
     def from_env(cls, **overrides: object) -> "OperatorConfig":
         """Environment variables MAYANODE_OPERATOR_<FIELD> (namespaces comma-separated), then overrides."""

@@ -8,6 +8,7 @@ import aiohttp
 import kopf
 
 from .api import naming
+from .plan.backup_deletion import DELETE_FINALIZER
 from .reconcile.runtime import Runtime
 from .settings import apply_settings
 
@@ -15,10 +16,14 @@ registry = kopf.OperatorRegistry()
 
 
 def watch_event_action(event_type: str | None, body: Any) -> str:
-    """Reconcile on first sight and on spec changes; our own status writes must not loop back."""
+    """Reconcile on first sight, on spec changes and on a deletion that waits for our finalizer (a NodeBackup with
+    deletionPolicy Delete); our own status writes must not loop back."""
     if event_type == "DELETED":
         return "forget"
     if event_type in (None, "ADDED"):
+        return "reconcile"
+    meta = body.get("metadata") or {}
+    if meta.get("deletionTimestamp") and DELETE_FINALIZER in (meta.get("finalizers") or ()):
         return "reconcile"
     generation = (body.get("metadata") or {}).get("generation")
     observed = (body.get("status") or {}).get("observedGeneration")
@@ -51,12 +56,14 @@ async def login(memo: kopf.Memo, **_: Any) -> kopf.AiohttpSession:
         password=cfg.password or None,
     )
     session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=runtime.config.max_connections, ssl=info.as_ssl_context()),
+        connector=aiohttp.TCPConnector(limit=runtime.config.kopf_connection_limit(), ssl=info.as_ssl_context()),
         headers=info.as_http_headers(),
     )
     return kopf.AiohttpSession(server=info.server, aiohttp_session=session)
 
 
+# The event handlers are coroutines so that kopf calls them on the event loop: a plain function would run in
+# kopf's thread pool (a thread hop per watch event), and the work queue, like asyncio, is not thread-safe.
 def _enqueue(memo: kopf.Memo, plural: str, event: dict[str, Any], body: kopf.Body) -> None:
     runtime: Runtime = memo.runtime
     key = (plural, body.metadata.namespace, body.metadata.name)
@@ -68,19 +75,20 @@ def _enqueue(memo: kopf.Memo, plural: str, event: dict[str, Any], body: kopf.Bod
 
 
 @kopf.on.event(naming.GROUP, naming.VERSION, naming.MAYANODE_PLURAL, registry=registry)
-def mayanode_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def mayanode_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Every watch event of a MayaNode queues a reconcile (no finalizer, no annotations written)."""
     _enqueue(memo, naming.MAYANODE_PLURAL, event, body)
 
 
 @kopf.on.event(naming.GROUP, naming.VERSION, naming.NODEBACKUP_PLURAL, registry=registry)
-def nodebackup_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Every watch event of a NodeBackup queues a step of its state machine (no finalizer written)."""
+async def nodebackup_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Every watch event of a NodeBackup queues a step of its state machine (no kopf finalizer; ours only with
+    deletionPolicy Delete)."""
     _enqueue(memo, naming.NODEBACKUP_PLURAL, event, body)
 
 
 @kopf.on.event(naming.GROUP, naming.VERSION, naming.NODERESTORE_PLURAL, registry=registry)
-def noderestore_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def noderestore_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Every watch event of a NodeRestore queues a step of its state machine (no finalizer written)."""
     _enqueue(memo, naming.NODERESTORE_PLURAL, event, body)
 

@@ -117,11 +117,10 @@ def rbac(world, nodes, tmp_path_factory):
 def operator(world, rbac, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("rbac-operator")
     kubeconfig = world.sandbox.api.write_kubeconfig(workdir / "kubeconfig", namespace=OPERATOR_NS, token=TOKEN)
-    # kopf holds one watch connection per kind (3) and watched namespace, plus the CRD watch, on a pool capped at
-    # MAYANODE_OPERATOR_MAX_CONNECTIONS (default 10): with more than 3 namespaces the default starves the watches.
+    # kopf holds one watch connection per kind (3) and watched namespace: the operator sizes its pool for them
+    # (the default cap of 10 would starve the watches of more than 3 namespaces).
     proc = OperatorProcess(kubeconfig, workdir / "operator.log", namespaces=WATCHED,
-                           extra_env={"POD_NAMESPACE": OPERATOR_NS, "POD_NAME": "mayanode-operator-0",
-                                      "MAYANODE_OPERATOR_MAX_CONNECTIONS": str(3 * len(WATCHED) + 4)}).start()
+                           extra_env={"POD_NAMESPACE": OPERATOR_NS, "POD_NAME": "mayanode-operator-0"}).start()
     try:
         yield proc
     finally:
