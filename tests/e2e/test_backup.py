@@ -22,7 +22,7 @@ from mayanode_operator.backup import CryptoError, decrypt, generate_identity
 from mayanode_operator.backup.stores import SecretStore
 from mayanode_operator.sandbox.harness import OperatorProcess
 
-from .conftest import Kube, condition, dump, eventually, mayanode_manifest
+from .conftest import Kube, condition, dump, eventually, mayanode_manifest, require
 from .world import EmulatedWorld, real_cluster_world
 
 NS, CHURN_NS, IMPORT_NS = "backup-a", "backup-churn", "backup-b"
@@ -103,6 +103,7 @@ def kube(world) -> Kube:
 
 @pytest.fixture(scope="module")
 def node(world, operator, kube):
+    require(world, "exec")                        # backups read the node's files through exec
     seeded = world.seed_node(NS)
     churn(world)                                  # the node becomes a member of the current vault
     create_secret(kube, NS, "age-identity", {"identity": IDENTITY})
@@ -266,6 +267,7 @@ def test_delete_policy_deletion_made_while_the_operator_is_down(node, kube, oper
 
 
 def test_no_secret_material_in_logs_events_status_or_messages(node, full_backup, world, kube, operator):
+    require(world, "volumes", "kubelet")
     tree = world.kubelet.volume(NS, "mayanode")
     key = json.loads(tree.read(".mayanode/config/priv_validator_key.json"))["priv_key"]["value"]
     secrets = [node.identity.mnemonic, node.password, IDENTITY, IDENTITY.lower(), WRONG_IDENTITY, key,

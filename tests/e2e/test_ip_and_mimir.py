@@ -37,7 +37,7 @@ class RequestLog:
 
 @pytest.fixture(scope="module")
 def requests_seen(world):
-    require(world, "kubelet", "tx")
+    require(world, "kubelet", "tx", "hooks")
     log = RequestLog()
     world.sandbox.api.add_request_hook(log)
     yield log

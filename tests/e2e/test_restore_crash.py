@@ -195,7 +195,7 @@ class CrashHook:
 
 
 def test_crash_after_every_write_converges(world, operator, kube, tmp_path):
-    require(world, "volumes", "kubelet", "exec")
+    require(world, "volumes", "kubelet", "exec", "hooks")
     started = time.monotonic()
     peer_rpc = kube.mayanode("restore-peer", "restore-peer")["spec"]["api"]["rpc"] \
         if _exists(kube, "restore-peer") else world.seed_node("crash-peer").rpc_url

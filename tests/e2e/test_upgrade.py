@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import condition, dump, eventually, mayanode_manifest
+from .conftest import condition, dump, eventually, mayanode_manifest, require
 
 OLD, NEW, BROKEN = "1.111.0", "1.112.0", "1.113.0"
 ADOPT, BROKEN_NS, FLAG, CRASH = "upgrade-adopt", "upgrade-broken", "upgrade-flag", "upgrade-crash"
@@ -113,6 +113,7 @@ def set_versions(world: Any, ns: str) -> list[Any]:
 @pytest.fixture(scope="module")
 def scene(world, operator, kube):
     """Every scenario's nodes, seeded and applied at once; the recorder and process watch around them."""
+    require(world, "hooks", "kubelet", "images", "tx")
     recorder = Recorder(world)
     world.sandbox.api.add_request_hook(recorder)
     world.kubelet.set_image_behaviour(f"mocknet-{BROKEN}", ready=False)

@@ -17,7 +17,8 @@ T = TypeVar("T")
 #   volumes  — PVC contents can be read and written directly by the test
 #   images   — a changed image tag starts a "binary" of that version
 #   tx       — `mayanode tx` inside the container reaches the mocknet
-EMULATED = frozenset({"exec", "kubelet", "volumes", "images", "tx"})
+#   hooks    — the test sees (and may hold or fail) every request the API server answers
+EMULATED = frozenset({"exec", "kubelet", "volumes", "images", "tx", "hooks"})
 
 
 class World(Protocol):
