@@ -434,7 +434,9 @@ def test_an_upgrade_waits_for_a_fresh_pre_upgrade_backup_then_rolls_out(scene, k
     assert completed < first_image, entries
     assert [value for kind, value in entries if kind == "image"] == ["mayanode", "bifrost"], entries
     assert not [value for kind, value in entries[completed:] if kind == "gate" and value[0] == "Blocked"], entries
-    reasons = [e["reason"] for e in kube.events(BACKUP_NS, BACKUP_NS)]
-    assert "PreUpgradeBackupRequested" in reasons and "UpgradeSucceeded" in reasons
+    # Events follow the status write they describe: wait for them.
+    eventually(lambda: {"PreUpgradeBackupRequested", "UpgradeSucceeded"} <=
+               {e["reason"] for e in kube.events(BACKUP_NS, BACKUP_NS)}, timeout=10,
+               message="PreUpgradeBackupRequested and UpgradeSucceeded events")
     assert scene["watch"].max_seen[BACKUP_NS] == 1
     assert world.mocknet.double_signs == []
