@@ -187,11 +187,7 @@ def _write_private(path: str, data: bytes) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     async def go() -> bytes:
-        kube = _kube(args)
-        try:
-            return await export_backup(kube, args.namespace, args.name)
-        finally:
-            await asyncio.to_thread(kube.api_client.close)
+        return await _with_kube(args, lambda kube: export_backup(kube, args.namespace, args.name))
 
     data = _run(go)
     if data is None:
@@ -274,11 +270,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
 
     async def go() -> tuple[str, bool]:
-        kube = _kube(args)
-        try:
-            return await import_backup(kube, args.namespace, data, name=args.name, node=args.node)
-        finally:
-            await asyncio.to_thread(kube.api_client.close)
+        return await _with_kube(args, lambda kube: import_backup(kube, args.namespace, data, name=args.name,
+                                                                 node=args.node))
 
     outcome = _run(go)
     if outcome is None:
@@ -441,11 +434,7 @@ async def describe_backup(kube: Any, namespace: str, name: str) -> str:
 
 def cmd_describe(args: argparse.Namespace) -> int:
     async def go() -> str:
-        kube = _kube(args)
-        try:
-            return await describe_backup(kube, args.namespace, args.name)
-        finally:
-            await asyncio.to_thread(kube.api_client.close)
+        return await _with_kube(args, lambda kube: describe_backup(kube, args.namespace, args.name))
 
     text = _run(go)
     if text is None:
@@ -611,12 +600,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 raise CliError(f"cannot read {args.file}: {type(err).__name__}: {err.strerror or ''}") from None
             return await verify_exported(data, identity, node_address=args.node_address,
                                          node_api=None if args.offline else args.node_api)
-        kube = _kube(args)
-        try:
-            return await verify_in_cluster(kube, args.namespace, args.name, identity, node_address=args.node_address,
-                                           node_api=args.node_api, offline=args.offline)
-        finally:
-            await asyncio.to_thread(kube.api_client.close)
+        return await _with_kube(args, lambda kube: verify_in_cluster(
+            kube, args.namespace, args.name, identity, node_address=args.node_address, node_api=args.node_api,
+            offline=args.offline))
 
     outcome = _run(go)
     if outcome is None:
@@ -624,6 +610,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     text, code = verify_report(*outcome)
     (sys.stdout if code == EXIT_OK else sys.stderr).write(text)
     return code
+
+
+async def _with_kube(args: argparse.Namespace, use: Any) -> Any:
+    """`await use(kube)` with a client for the command's cluster, closed afterwards."""
+    kube = _kube(args)
+    try:
+        return await use(kube)
+    finally:
+        await asyncio.to_thread(kube.api_client.close)
 
 
 def _run(factory: Any) -> Any:
