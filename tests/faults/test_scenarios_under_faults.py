@@ -12,7 +12,7 @@ import pytest
 
 from mayanode_operator.sandbox.crashsweep import run_once
 
-from ..crash.scenarios import BACKUP, IP_AND_MIMIR, OBSERVE, RESTORE, UPGRADE
+from ..crash.scenarios import BACKUP, IP_AND_MIMIR_ALL_SENT, OBSERVE, RESTORE, UPGRADE
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -33,7 +33,7 @@ def test_main_scenarios_converge_under_faults(fault_world, injector, tmp_path):
         injector.force(fault)
     with ThreadPoolExecutor(2) as pool:
         futures = {name: pool.submit(run_once, fault_world, scenario, f"faults-{name}", log_dir=tmp_path)
-                   for name, scenario in (("observe", OBSERVE), ("tx", IP_AND_MIMIR))}
+                   for name, scenario in (("observe", OBSERVE), ("tx", IP_AND_MIMIR_ALL_SENT))}
         results = {name: future.result()[0] for name, future in futures.items()}
     injector.set()
     print(dict(injector.counts), results["tx"].note)

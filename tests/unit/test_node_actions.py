@@ -203,6 +203,10 @@ def test_each_id_is_sent_at_most_once_whatever_happens(requests, outcomes, facts
     (TxOutcome("transient", None, None, "", "not sent: no ready pod of deployment mayanode to run it in"), False),
     (TxOutcome("transient", None, None, "", "exec mayanode in n/p timed out after 60s"), True),
     (TxOutcome("transient", None, None, "", "exec into n/p failed: ConnectionResetError"), True),
+    # the command never started: the exec's upgrade was refused, or the runtime could not start it
+    (TxOutcome("transient", None, None, "", "exec into n/p (mayanode) refused: HTTP 500 Internal Server Error"), False),
+    (TxOutcome("transient", None, None, "", "OCI runtime exec failed: exec failed: unable to start container "
+                                           "process: container is restarting: unknown"), False),
 ])
 def test_may_have_been_broadcast(outcome, maybe):
     from mayanode_operator.plan.transactions import may_have_been_broadcast

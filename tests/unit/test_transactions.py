@@ -3,9 +3,9 @@ import json
 import pytest
 
 from mayanode_operator.adapters.exec import ExecError, ExecResult
-from mayanode_operator.adapters.transactions import TransactionSender
+from mayanode_operator.adapters.transactions import NodeSigner, NodeTransactions, TransactionSender
 from mayanode_operator.adapters.workloads import UnsafeWorkloadChange, check_recreate, check_single_replica
-from mayanode_operator.plan.transactions import TxRequest, classify_tx, tx_command
+from mayanode_operator.plan.transactions import TxRequest, classify_tx, may_have_been_broadcast, tx_command
 
 PASSWORD = "correct horse battery staple"
 
@@ -51,7 +51,8 @@ class ScriptedExec:
 
 async def test_transient_errors_are_retried_then_succeed_and_password_only_on_stdin():
     port = ScriptedExec(ExecResult(1, answer(32, "account sequence mismatch"), b""),
-                        ExecError("connection lost"), ExecResult(0, answer(), b""))
+                        ExecError("exec into n/p (mayanode) refused: HTTP 0 Handshake status 500"),
+                        ExecResult(0, answer(), b""))
     sender = TransactionSender(port, retry_delays=(0, 0))
     outcome = await sender.send(namespace="n", pod="p", container="mayanode", request=TxRequest("set-version"),
                                 password=PASSWORD, signer_name="mayachain", chain_id="c")
@@ -60,12 +61,50 @@ async def test_transient_errors_are_retried_then_succeed_and_password_only_on_st
         assert stdin == (PASSWORD + "\n").encode() and PASSWORD not in " ".join(command)
 
 
+@pytest.mark.parametrize("answer_", [
+    ExecError("exec mayanode in n/p: connection closed without an exit status"),      # it may have run
+    ExecError("exec mayanode in n/p timed out after 60s"),
+    ExecResult(1, answer(19, "tx already exists in cache"), b""),                      # it is in the mempool
+])
+async def test_an_answer_that_may_mean_broadcast_is_never_retried(answer_):
+    port = ScriptedExec(answer_, ExecResult(0, answer(), b""))
+    sender = TransactionSender(port, retry_delays=(0, 0))
+    outcome = await sender.send(namespace="n", pod="p", container="mayanode", request=TxRequest("mimir", ("K", "1")),
+                                password=PASSWORD, signer_name="s", chain_id="c")
+    assert outcome.kind == "transient" and len(port.calls) == 1
+
+
 async def test_a_final_failure_is_not_retried():
     port = ScriptedExec(ExecResult(1, answer(4, "unauthorized"), b""))
     sender = TransactionSender(port, retry_delays=(0, 0))
     outcome = await sender.send(namespace="n", pod="p", container="mayanode", request=TxRequest("set-version"),
                                 password=PASSWORD, signer_name="s", chain_id="c")
     assert outcome.kind == "failed" and len(port.calls) == 1 and "unauthorized" in outcome.message
+
+
+class FlakyKube:
+    """The pod is found; reading the password Secret fails as an API server under load does."""
+
+    async def get_deployment(self, namespace, name):
+        return {"spec": {"selector": {"matchLabels": {"app": name}}}}
+
+    async def list_pods(self, namespace, labels):
+        return [{"metadata": {"name": "mayanode-0"},
+                 "status": {"phase": "Running", "containerStatuses": [{"name": "mayanode", "ready": True}]}}]
+
+    async def read_secret(self, namespace, name):
+        from kubernetes.client.exceptions import ApiException
+        raise ApiException(status=500, reason="Internal Server Error")
+
+
+async def test_a_failure_before_the_exec_is_an_outcome_that_says_not_sent():
+    port = ScriptedExec()
+    node = NodeTransactions(FlakyKube(), TransactionSender(port, retry_delays=(0, 0)))
+    signer = NodeSigner(namespace="n", deployment="mayanode", container="mayanode", password_secret="pw",
+                        password_key="password", signer_name="s", chain_id="c")
+    outcome = await node.send(signer, TxRequest("mimir", ("K", "1")))
+    assert outcome.kind == "transient" and not may_have_been_broadcast(outcome) and port.calls == []
+    assert "HTTP 500" in outcome.message
 
 
 @pytest.mark.parametrize("replicas,ok", [(0, True), (1, True), (2, False), (-1, False)])

@@ -1,4 +1,4 @@
-"""Sends node transactions through the exec port, retrying only what may work on a retry.
+"""Sends node transactions through the exec port, retrying only what certainly did not reach the chain.
 
 Every transaction of the operator goes through `TransactionSender.send`. Callers record in status
 that a transaction was sent *before* resending anything, so a resync never sends twice.
@@ -11,8 +11,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import urllib3
+from kubernetes.client.exceptions import ApiException
+
 from .. import metrics
-from ..plan.transactions import TxOutcome, TxRequest, classify_tx, tx_command
+from ..plan.transactions import TxOutcome, TxRequest, classify_tx, may_have_been_broadcast, tx_command
 from .exec import ExecError, ExecPort
 
 logger = logging.getLogger(__name__)
@@ -39,8 +42,8 @@ class TransactionSender:
                 outcome = classify_tx(result.exit_code, result.stdout, result.stderr)
             logger.info("transaction %s in %s/%s: %s (%s), attempt %d",
                         request.subcommand, namespace, pod, outcome.kind, outcome.message, attempt + 1)
-            if outcome.kind != "transient":
-                return outcome
+            if outcome.kind != "transient" or may_have_been_broadcast(outcome):
+                return outcome          # done, or perhaps on its way: sending again could sign it twice
         return outcome
 
 
@@ -67,11 +70,18 @@ class NodeTransactions:
         self._sender = sender
 
     async def send(self, signer: NodeSigner, request: TxRequest) -> TxOutcome:
-        pod = await self._ready_pod(signer)
+        # Until the exec starts, a failure means "not sent" (an outcome, so the caller may send it again), not an
+        # exception that would leave the transaction on record as sent.
+        try:
+            pod = await self._ready_pod(signer)
+            secret = None if pod is None else await self._kube.read_secret(signer.namespace, signer.password_secret)
+        except (ApiException, urllib3.exceptions.HTTPError, OSError, TimeoutError) as err:
+            status = f" (HTTP {err.status})" if isinstance(err, ApiException) else ""
+            return TxOutcome("transient", None, None, "", f"not sent: reading its pod and password Secret failed: "
+                                                          f"{type(err).__name__}{status}")
         if pod is None:
             return TxOutcome("transient", None, None, "",
                              f"not sent: no ready pod of deployment {signer.deployment} to run it in")
-        secret = await self._kube.read_secret(signer.namespace, signer.password_secret)
         if secret is None or signer.password_key not in secret:
             return TxOutcome("failed", None, None, "",
                              f"not sent: password Secret {signer.password_secret} (key {signer.password_key}) not found")

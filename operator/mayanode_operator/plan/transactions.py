@@ -98,7 +98,10 @@ def _short(text: str, limit: int = 300) -> str:
 
 
 CODE_TX_IN_MEMPOOL_CACHE = 19
-_NOT_BROADCAST = re.compile(r"connection refused|post failed|not sent|no ready pod|password secret", re.I)
+# The command never ran (the exec was refused at its upgrade, the runtime could not start it), or the CLI could
+# not reach its node: nothing was broadcast.
+_NOT_BROADCAST = re.compile(r"connection refused|post failed|not sent|no ready pod|password secret|\) refused: HTTP "
+                            r"|OCI runtime exec failed|unable to start container process|container not running", re.I)
 
 
 def may_have_been_broadcast(outcome: TxOutcome) -> bool:

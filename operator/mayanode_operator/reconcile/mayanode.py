@@ -30,6 +30,8 @@ from .status_writer import StatusWriter
 
 logger = logging.getLogger(__name__)
 
+UNSENT_RETRY_SECONDS = 1.0      # a transaction recorded but not sent (the record's answer was lost): send it soon
+
 
 def describe_validation_error(err: ValidationError) -> str:
     """Field paths and messages only: input values may hold anything, so they are not echoed."""
@@ -45,9 +47,11 @@ async def reconcile_mayanode(runtime: Runtime, namespace: str, name: str) -> flo
     body = await runtime.kube.get_custom(naming.MAYANODE_PLURAL, namespace, name)
     if body is None:
         return None
-    meta, status = body.get("metadata") or {}, body.get("status") or {}
+    meta, stored = body.get("metadata") or {}, body.get("status") or {}
     if meta.get("deletionTimestamp"):
         return None
+    uid = str(meta.get("uid") or f"{namespace}/{name}")
+    status = runtime.unsent.as_planned_from(uid, stored)    # plans see a record whose action never happened undone
     try:
         spec = MayaNodeSpec.model_validate(body.get("spec") or {})
     except ValidationError as err:
@@ -67,8 +71,8 @@ async def reconcile_mayanode(runtime: Runtime, namespace: str, name: str) -> flo
     now = runtime.now()
     plan = plan_mayanode_status(inputs, observed, status, now)
     restores = await runtime.kube.list_custom(naming.NODERESTORE_PLURAL, namespace)
-    writer = StatusWriter(status, lambda part: runtime.kube.patch_custom_status(
-        naming.MAYANODE_PLURAL, namespace, name, part))
+    writer = StatusWriter(stored, lambda part: runtime.kube.patch_custom_status(
+        naming.MAYANODE_PLURAL, namespace, name, part), runtime.unsent, uid)
     ctx = NodeContext(runtime=runtime, body=body, spec=spec, namespace=namespace, name=name, now=now,
                       observed=observed, previous_status=status, status=plan.status,
                       active_restore=active_restore_for(name, restores), restores=tuple(restores),
@@ -82,6 +86,8 @@ async def reconcile_mayanode(runtime: Runtime, namespace: str, name: str) -> flo
         events += outcome.events
         if outcome.requeue_after is not None:
             requeue = min(requeue, outcome.requeue_after)
+    if runtime.unsent.holds(uid):
+        requeue = min(requeue, UNSENT_RETRY_SECONDS)
     metrics.observe_mayanode(namespace, name, new_status)
     patch = writer.final_patch(new_status)
     if patch:

@@ -14,6 +14,7 @@ from .. import __version__
 from ..adapters.kube import KubeApi, make_api_client
 from ..config import OperatorConfig
 from .queue import WorkQueue
+from .status_writer import UnsentRecords
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ class Runtime:
     http: aiohttp.ClientSession
     queue: WorkQueue[ObjectKey] = field(default_factory=WorkQueue)
     now: Callable[[], datetime] = utcnow
+    unsent: UnsentRecords = field(default_factory=UnsentRecords)   # records whose write failed: not acted on
 
     @classmethod
     async def create(cls, config: OperatorConfig) -> "Runtime":
