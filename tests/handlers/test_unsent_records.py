@@ -18,15 +18,23 @@ VOTES = {"MAXSYNTHPERPOOLDEPTH": 3500, "MINIMUMBONDINCACAO": 100000}
 
 
 class LoseTheRecordsAnswer:
-    """Applies the first MayaNode status write that records a pending transaction under `key`, then answers 504."""
+    """Applies the first MayaNode status write that records a pending transaction under `key`, then answers 504; the
+    read that follows (the operator reading back whether the write landed) fails too, so the operator cannot know."""
 
-    def __init__(self, namespace: str, key: str) -> None:
-        self.namespace, self.key, self.lost = namespace, key, 0
+    def __init__(self, namespace: str, key: str, fail_read_back: bool = True) -> None:
+        self.namespace, self.key, self.lost, self.read_back_failed = namespace, key, 0, 0
+        self.fail_read_back = fail_read_back
 
     async def __call__(self, request, call_next):
         info = request_info(request)
-        if self.lost or info.namespace != self.namespace or info.resource != naming.MAYANODE_PLURAL or \
-                info.subresource != "status" or info.verb != "patch":
+        if info.namespace != self.namespace or info.resource != naming.MAYANODE_PLURAL:
+            return await call_next(request)
+        if self.lost and self.fail_read_back and not self.read_back_failed and info.verb == "get":
+            self.read_back_failed += 1
+            return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                      "reason": "InternalError", "code": 500, "message": "etcd leader changed"},
+                                     status=500)
+        if self.lost or info.subresource != "status" or info.verb != "patch":
             return await call_next(request)
         if not (json.loads(await request.read()).get("status", {}).get(self.key) or {}).get("pending"):
             return await call_next(request)
@@ -62,7 +70,7 @@ def lose_first_record(world, namespace, key):
         next_pass = world.call(reconcile_mayanode(world.runtime, namespace, namespace))
     finally:
         world.sandbox.api.remove_request_hook(hook)
-    assert hook.lost == 1
+    assert hook.lost == 1 and hook.read_back_failed == 1
     assert next_pass <= 1.1 * UNSENT_RETRY_SECONDS                           # the next pass comes soon
     return world.get(naming.MAYANODE_PLURAL, namespace, namespace)["status"]
 
@@ -151,3 +159,16 @@ async def test_a_failed_record_is_undone_for_planning_only_while_it_is_what_is_s
         pass
     await StatusWriter(landed, ok, unsent, "uid-1").persist({"mimir": {**record, "pending": []}})
     assert len(unsent) == 0                                                  # a later write of the key replaces it
+
+
+def test_a_lost_answer_read_back_as_landed_is_sent_in_the_same_pass(world):
+    ns = "unsent-readback"
+    setup_node(world, ns, announce_ip=False)
+    hook = LoseTheRecordsAnswer(ns, "mimir", fail_read_back=False)
+    world.sandbox.api.add_request_hook(hook)
+    try:
+        world.call(reconcile_mayanode(world.runtime, ns, ns))
+    finally:
+        world.sandbox.api.remove_request_hook(hook)
+    assert hook.lost == 1 and sent(world, ns) == VOTE_TXS
+    assert len(world.runtime.unsent) == 0

@@ -120,3 +120,61 @@ def test_the_typed_apis_and_the_heavy_libraries_are_not_loaded_to_run():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# --- answers a real API server gives under load ---------------------------------------------------------------------
+def install_mayanode_crd(server) -> None:
+    import yaml
+    from pathlib import Path
+
+    crd = yaml.safe_load((Path(__file__).resolve().parents[2] / "crds" / "mayanodes.yaml").read_text())
+    server.store.create("customresourcedefinitions", crd)
+
+
+def mayanode_object(name: str) -> dict:
+    return {"apiVersion": "maya.nodeops.io/v1alpha1", "kind": "MayaNode", "metadata": {"name": name, "namespace": NS},
+            "spec": {"network": "mocknet"}}
+
+
+class Answer:
+    """Answers the first `times` matching requests with `status` (after applying them when `apply`)."""
+
+    def __init__(self, status: int, *, method: str, times: int = 1, apply: bool = False, headers=None) -> None:
+        self.status, self.method, self.left, self.apply, self.headers = status, method, times, apply, headers or {}
+
+    async def __call__(self, request, call_next):
+        from aiohttp import web
+
+        if request.method != self.method or self.left <= 0:
+            return await call_next(request)
+        self.left -= 1
+        if self.apply:
+            await call_next(request)
+        return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": self.status,
+                                  "reason": "Timeout" if self.status == 504 else "TooManyRequests"},
+                                 status=self.status, headers=self.headers)
+
+
+async def test_a_throttled_call_is_tried_again_after_retry_after(kube):
+    api, server = kube
+    server.add_request_hook(Answer(429, method="POST", times=2, headers={"Retry-After": "0"}))
+    await api.create_configmap(NS, {"metadata": {"name": "cm"}, "data": {"a": "1"}})
+    assert [m for m, _, _ in api.seen].count("POST") == 3
+    server.add_request_hook(Answer(429, method="PATCH", times=100, headers={"Retry-After": "0"}))
+    with pytest.raises(ApiException) as raised:                        # not forever
+        await api.patch_configmap(NS, "cm", {"data": {"a": "2"}})
+    assert raised.value.status == 429 and [m for m, _, _ in api.seen].count("PATCH") == 4
+
+
+async def test_a_status_write_whose_answer_was_lost_is_read_back(kube):
+    api, server = kube
+    install_mayanode_crd(server)
+    server.store.create("mayanodes", mayanode_object("n"), NS)
+    server.add_request_hook(Answer(504, method="PATCH", apply=True))
+    body = await api.patch_custom_status("mayanodes", NS, "n", {"phase": "Running", "chain": {"height": 7}})
+    assert body["status"]["phase"] == "Running"                        # applied: taken as done
+    server.add_request_hook(Answer(504, method="PATCH", apply=False))
+    with pytest.raises(ApiException) as raised:                        # not applied: the 504 stands
+        await api.patch_custom_status("mayanodes", NS, "n", {"phase": "Degraded"})
+    assert raised.value.status == 504
+    assert server.store.get("mayanodes", "n", NS)["status"]["phase"] == "Running"

@@ -28,8 +28,11 @@ from kubernetes.client.exceptions import ApiException
 
 from ..api import naming
 from ..plan.events import EventSpec
+from ..plan.patches import apply_merge_patch
 
 MERGE_PATCH = "application/merge-patch+json"
+THROTTLE_RETRIES = 3                  # a 429 is tried again this many times, each after the server's Retry-After
+MAX_RETRY_AFTER_SECONDS = 10.0
 CUSTOM_OBJECTS = "/apis/{group}/{version}/namespaces/{namespace}/{plural}"
 CUSTOM_OBJECT = CUSTOM_OBJECTS + "/{name}"
 
@@ -45,6 +48,15 @@ def make_api_client(kubeconfig: str | None = None, context: str | None = None) -
             pass
     k8s_config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
     return k8s.ApiClient(configuration)
+
+
+def retry_after_seconds(err: ApiException) -> float:
+    """The server's Retry-After (seconds), bounded; 1 s when it sent none."""
+    try:
+        seconds = float((err.headers or {}).get("Retry-After", 1))
+    except (TypeError, ValueError):
+        seconds = 1.0
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
 def _decode(response: Any) -> dict[str, Any]:
@@ -93,7 +105,16 @@ class KubeApi:
 
     async def _rest(self, method: str, path: str, params: Mapping[str, str], *, query: Mapping[str, Any] | None = None,
                     body: Any = None, content_type: str | None = None) -> dict[str, Any]:
-        return _decode(await asyncio.to_thread(self._request, method, path, params, query, body, content_type))
+        """One call; a 429 (the server did not process it) is tried again after its Retry-After, as client-go does."""
+        for attempt in range(THROTTLE_RETRIES + 1):
+            try:
+                return _decode(await asyncio.to_thread(self._request, method, path, params, query, body,
+                                                       content_type))
+            except ApiException as err:
+                if err.status != 429 or attempt == THROTTLE_RETRIES:
+                    raise
+                await asyncio.sleep(retry_after_seconds(err))
+        raise AssertionError("unreachable")
 
     async def _get_or_none(self, path: str, params: Mapping[str, str]) -> dict[str, Any] | None:
         try:
@@ -143,8 +164,22 @@ class KubeApi:
 
     # --- writes ----------------------------------------------------------------------------
     async def patch_custom_status(self, plural: str, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
-        return await self._rest("PATCH", CUSTOM_OBJECT + "/status", _custom(plural, namespace, name),
-                                body={"status": dict(patch)}, content_type=MERGE_PATCH)
+        """A merge patch of the status. A 504 says the write may have been applied all the same: the object is read
+        back, and if its status already is what the patch makes of it, the write is taken as done."""
+        try:
+            return await self._rest("PATCH", CUSTOM_OBJECT + "/status", _custom(plural, namespace, name),
+                                    body={"status": dict(patch)}, content_type=MERGE_PATCH)
+        except ApiException as err:
+            if err.status != 504:
+                raise
+            try:
+                body = await self.get_custom(plural, namespace, name)
+            except ApiException:
+                raise err from None
+            status = (body or {}).get("status") or {}
+            if body is None or apply_merge_patch(status, patch) != status:
+                raise
+            return body
 
     async def create_configmap(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return await self._rest("POST", "/api/v1/namespaces/{namespace}/configmaps", {"namespace": namespace},

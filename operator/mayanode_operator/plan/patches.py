@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +27,20 @@ def merge_patch(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[s
         elif before != value:
             patch[key] = value
     return patch
+
+
+def apply_merge_patch(doc: Mapping[str, Any] | None, patch: Mapping[str, Any]) -> dict[str, Any]:
+    """RFC 7386: what a server stores after applying `patch` to `doc`."""
+    result = copy.deepcopy(dict(doc or {}))
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, Mapping):
+            before = result.get(key)
+            result[key] = apply_merge_patch(before if isinstance(before, Mapping) else {}, value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
 
 
 def without_nulls(doc: Any) -> Any:

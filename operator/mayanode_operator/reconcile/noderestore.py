@@ -15,7 +15,7 @@ import json
 import logging
 import posixpath
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -57,6 +57,12 @@ from .nodebackup import describe_validation_error, load_backup, read_identity
 from .runtime import Runtime
 
 logger = logging.getLogger(__name__)
+import os as _os
+def _t(label):
+    f = _os.environ.get("RESTORE_TRACE_FILE")
+    if f:
+        with open(f, "a") as h:
+            h.write(f"{time.time():.6f} {label}\n")
 STOP_WATCH_SECONDS = 3.0       # how long one pass watches the old node's pods end before it requeues
 
 TRANSIENT = (ApiException, urllib3.exceptions.HTTPError, OSError, aiohttp.ClientError, TimeoutError, LockConflict,
@@ -99,6 +105,11 @@ class Ctx:
     _backup: tuple[Any, list[BackupItem]] | None = field(default=None, repr=False)
     _events: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
     _stored: dict[str, Any] = field(default_factory=dict, repr=False)
+    # Hand-off hints within one pass (a restarted operator looks again): StopOldNode found the target without pods
+    # while it read the old node's vote, so WriteSignState, next, does not ask again; WriteSignState removed the
+    # other helpers while it wrote, so RemoveHelpers deletes only the one that wrote.
+    target_seen_down: bool = field(default=False, repr=False)
+    helpers_swept: "SweptHelpers | None" = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._stored = dict(self.status)
@@ -146,11 +157,13 @@ class Ctx:
         self.status = {k: v for k, v in new.items() if v is not None}
         if not defer:
             await self.write()
-        wanted = [e for e in events if e is not None]
+        self.emit(events)
+
+    def emit(self, events: Sequence[EventSpec | None]) -> None:
+        """Events go out while the next step runs (the pass waits for them before it ends): on the hand-off's path
+        every request counts as downtime."""
         wanted = [e for e in events if e is not None]
         if wanted:
-            # Events go out while the next step runs (the pass waits for them before it ends): on the hand-off's
-            # path every request counts as downtime.
             self._events.append(asyncio.create_task(self._emit(wanted)))
 
     async def write(self) -> None:
@@ -251,6 +264,7 @@ async def run_pass(runtime: Runtime, ctx: Ctx, inputs: plan.RestoreInputs) -> fl
     namespace, name = ctx.namespace, ctx.name
     for _ in range(MAX_STEPS_PER_PASS):
         decision = plan.decide(inputs)
+        _t(f"decide {decision.step}")
         log = logger.debug if decision.resume or decision.action == plan.Action.IDLE else logger.info
         log("NodeRestore %s/%s: %s %s", namespace, name, decision.action.value, decision.step or "")
         try:
@@ -522,6 +536,15 @@ async def read_signatures(ctx: Ctx, source: ChainSource, heights: Sequence[int])
     return dict(await asyncio.gather(*(one(h) for h in heights)))
 
 
+async def all_of(*awaitables: Awaitable[Any]) -> list[Any]:
+    """Their results, once every one has ended (none is left running behind a failure); the first error raised."""
+    results = await asyncio.gather(*awaitables, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
+
+
 def guard_status(ctx: Ctx, **changes: Any) -> dict[str, Any]:
     return {**(ctx.status.get("guard") or {}), **changes}
 
@@ -586,16 +609,27 @@ async def delete_pod(ctx: Ctx, namespace: str, name: str) -> None:
             raise
 
 
-async def remove_helpers(ctx: Ctx, namespace: str, component: str | None = None) -> int:
-    """Delete this restore's helper pods (of one component); how many are left (terminating included)."""
-    selector = {LABEL_RESTORE: ctx.name}
-    if component:
-        selector[f"{naming.GROUP}/component"] = component
-    pods = await ctx.runtime.kube.list_pods(namespace, selector)
-    for pod in pods:
-        if not (pod.get("metadata") or {}).get("deletionTimestamp"):
-            await delete_pod(ctx, namespace, str(pod["metadata"]["name"]))
+async def remove_helpers(ctx: Ctx, namespace: str, keep: str | None = None) -> int:
+    """Delete this restore's helper pods in `namespace` (all at once), but `keep`; how many there were (terminating
+    ones and `keep` included)."""
+    pods = await ctx.runtime.kube.list_pods(namespace, {LABEL_RESTORE: ctx.name})
+    await all_of(*(delete_pod(ctx, namespace, str(pod["metadata"]["name"])) for pod in pods
+                   if not (pod.get("metadata") or {}).get("deletionTimestamp") and pod["metadata"]["name"] != keep))
     return len(pods)
+
+
+def helper_namespaces(ctx: Ctx) -> list[str]:
+    """Where this restore starts helpers: the target's namespace and, in a hand-off, the old node's."""
+    return sorted({ctx.namespace, *([ctx.old_key.split("/", 1)[0]] if ctx.old_key else [])})
+
+
+@dataclass(frozen=True)
+class SweptHelpers:
+    """Helpers were listed and deleted in this pass while the sign state was written, all but `kept` (the one that
+    wrote it, in the target's namespace); `found` counts the listed ones, `kept` included."""
+
+    found: int
+    kept: str
 
 
 class PvcFiles:
@@ -619,6 +653,12 @@ class PvcFiles:
         present = await self.session.list_files([self.path(r) for r in relatives])
         wanted = [self.path(r) for r in relatives if self.path(r) in present]
         files = await self.session.read_files(wanted) if wanted else {}
+        prefix = (self.home + "/") if self.home else ""
+        return {p[len(prefix):]: f for p, f in files.items() if p.startswith(prefix)}
+
+    async def read_present(self, relatives: Sequence[str]) -> dict[str, FileEntry]:
+        """As `read`, in one exec: for the hand-off's read of the old node's vote, while both nodes are down."""
+        files = await self.session.read_present([self.path(r) for r in relatives])
         prefix = (self.home + "/") if self.home else ""
         return {p[len(prefix):]: f for p, f in files.items() if p.startswith(prefix)}
 
@@ -655,18 +695,20 @@ def targets(spec: MayaNodeSpec) -> dict[str, VolumeTarget]:
 # --------------------------------------------------------------------------------------------------
 async def pods_of(ctx: Ctx, namespace: str, spec: MayaNodeSpec) -> list[str]:
     workloads = Workloads(ctx.runtime.kube)
-    names = []
-    for deployment in (spec.mayanode.deployment, spec.bifrost.deployment):
-        names += [str(p["metadata"]["name"]) for p in await workloads.running_pods(namespace, deployment)]
-    return names
+    found = await all_of(*(workloads.running_pods(namespace, deployment)
+                           for deployment in (spec.mayanode.deployment, spec.bifrost.deployment)))
+    return [str(p["metadata"]["name"]) for pods in found for p in pods]
 
 
 async def scale_to_zero(ctx: Ctx, namespace: str, spec: MayaNodeSpec) -> None:
+    """Both Deployments at once: in a hand-off, the later of the two old pods to end holds the new node back."""
     workloads = Workloads(ctx.runtime.kube)
-    for deployment in (spec.mayanode.deployment, spec.bifrost.deployment):
+
+    async def one(deployment: str) -> None:
         body = await ctx.runtime.kube.get_deployment(namespace, deployment)
         if body is not None and int((body.get("spec") or {}).get("replicas", 1)) != 0:
             await workloads.scale(namespace, deployment, 0)
+    await all_of(*(one(d) for d in (spec.mayanode.deployment, spec.bifrost.deployment)))
 
 
 async def ensure_target_down(ctx: Ctx, step: str) -> None:
@@ -918,6 +960,7 @@ async def step_stop_old(ctx: Ctx, resume: bool) -> None:
     if spec.mayanode.deployment not in missing:
         helper_pod = await helper(ctx, namespace, target, node_name=await mounting_node(ctx, namespace, spec))
     await prepare_sign_state(ctx)
+    nodes = await list_mayanodes(ctx)          # where the chain tip is read once the old node stopped
     if ref.suspend:
         if not (body.get("spec") or {}).get("suspend"):
             await asyncio.to_thread(ctx.runtime.kube.custom.patch_namespaced_custom_object, naming.GROUP,
@@ -926,20 +969,25 @@ async def step_stop_old(ctx: Ctx, resume: bool) -> None:
         await scale_to_zero(ctx, namespace, spec)
         # Every moment between the old pods' end and the new node's start is downtime: watch closely for a while.
         pods = await pods_gone_within(ctx, namespace, spec, STOP_WATCH_SECONDS)
+        _t(f"gone {pods}")
     if pods:
         limit = ctx.spec.timeouts.scale_down_seconds if ref.suspend else ctx.spec.timeouts.guard_seconds
         if plan.deadline_passed(ctx.status, plan.STOP_OLD, limit, ctx.now):
             raise StepFailed("OldNodeStillRunning", f"the old node's pods {', '.join(sorted(pods))} were still there "
                                                     f"after {limit}s")
         raise waiting(ctx, plan.STOP_OLD, f"waiting for the old node's pods {', '.join(sorted(pods))} to be gone")
-    # Its pods are gone (the kubelet confirmed its containers ended): what it signed last is on its volume now.
-    entry: dict[str, FileEntry] = {}
-    if helper_pod is None:
-        source = await chain_source(ctx)
-    else:
-        source, entry = await asyncio.gather(
-            chain_source(ctx), PvcFiles(ctx, namespace, target, helper_pod).read([SIGN_STATE_PATH]))
+    # Its pods are gone (the kubelet confirmed its containers ended): what it signed last is on its volume now. The
+    # chain tip, and whether the target still has no pod (checked again before the sign state is written to it,
+    # next), are read at the same time.
+    async def old_vote() -> dict[str, FileEntry]:
+        if helper_pod is None:
+            return {}
+        return await PvcFiles(ctx, namespace, target, helper_pod).read_present([SIGN_STATE_PATH])
+    assert ctx.node_spec is not None
+    source, entry, target_pods = await all_of(chain_source(ctx, nodes), old_vote(),
+                                              pods_of(ctx, ctx.namespace, ctx.node_spec))
     stop_height = source.tip if source else None
+    _t("stop_old reads done")
     state = None
     if SIGN_STATE_PATH in entry:
         try:
@@ -953,7 +1001,8 @@ async def step_stop_old(ctx: Ctx, resume: bool) -> None:
     stop = max(stop_height or 0, int((ctx.status.get("guard") or {}).get("stopHeight") or 0)) or None
     message = (f"the old node {key} has no pods (chain height {stop_height}); its sign state reads height "
                f"{state.height if state else 'unknown'}")
-    if ref.prove_silent_on_chain or missing or state is None:
+    proven = not (ref.prove_silent_on_chain or missing or state is None)
+    if not proven:
         # The chain must show the key silent: asked for, or the stop or the last vote cannot be seen for sure.
         g = guard_status(ctx, stopHeight=stop, silentFromHeight=None, silentToHeight=None)
         if missing:
@@ -969,8 +1018,13 @@ async def step_stop_old(ctx: Ctx, resume: bool) -> None:
         g = guard_status(ctx, stopHeight=stop, method="HandOff", passedAt=plan.iso(ctx.now), chainTip=stop_height,
                          rpc=source.url if source else None)
         message += "; the guard passed (hand-off: the old node is stopped and its last vote is known)"
-    await complete(ctx, plan.STOP_OLD, message, guard={k: v for k, v in g.items() if v is not None},
-                   signStateInputs=inputs)
+        ctx.target_seen_down = not target_pods
+    # A passed guard is recorded with the next write (ScaleUp's start, before anything starts): run again, this step
+    # stops nothing new and reads the same vote, so losing the record costs a re-run, never a check.
+    await ctx.save(plan.complete(ctx.status, plan.STOP_OLD, ctx.now, message,
+                                 guard={k: v for k, v in g.items() if v is not None}, signStateInputs=inputs),
+                   [plan.step_done_event(plan.STOP_OLD, message)], defer=proven)
+    _t("stop_old saved")
 
 
 async def pods_gone_within(ctx: Ctx, namespace: str, spec: MayaNodeSpec, seconds: float) -> list[str]:
@@ -1062,7 +1116,7 @@ class SignStateTarget:
     pod: str
     uid: int
     gid: int
-    data_dir: bool
+    missing_dirs: tuple[str, ...]       # the home and its `data` directory, when absent: created by the same write
 
 
 _SIGN_STATE_TARGETS: dict[tuple[str, str, str], SignStateTarget] = {}
@@ -1077,9 +1131,11 @@ async def find_sign_state_target(ctx: Ctx) -> SignStateTarget:
     target = targets(ctx.node_spec)[MAYANODE]
     pod = await helper(ctx, ctx.namespace, target)
     files = PvcFiles(ctx, ctx.namespace, target, pod)
-    key_item = next(iter((await files.read(["config/priv_validator_key.json"])).values()), None)
+    keys, dirs = await all_of(files.read(["config/priv_validator_key.json"]), files.dirs())
+    key_item = next(iter(keys.values()), None)
     uid, gid = (key_item.uid, key_item.gid) if key_item is not None else (0, 0)
-    return SignStateTarget(pod, uid, gid, files.path("data") in await files.dirs())
+    needed = ([files.home] if files.home else []) + [files.path("data")]
+    return SignStateTarget(pod, uid, gid, tuple(d for d in needed if d not in dirs))
 
 
 async def prepare_sign_state(ctx: Ctx) -> None:
@@ -1090,7 +1146,10 @@ async def prepare_sign_state(ctx: Ctx) -> None:
 async def step_sign_state(ctx: Ctx, resume: bool) -> None:
     assert ctx.spec is not None and ctx.node_spec is not None
     started = ctx.now                    # idempotent: recorded once done, with when it started
-    await ensure_target_down(ctx, plan.SIGN_STATE)
+    if ctx.target_seen_down:             # checked by StopOldNode in this pass, after the old node's pods were gone
+        ctx.target_seen_down = False
+    else:
+        await ensure_target_down(ctx, plan.SIGN_STATE)
     g = ctx.status.get("guard") or {}
     states: dict[str, chainkeys.SignState | None] = {}
     for record in ctx.status.get("signStateInputs") or ():
@@ -1102,13 +1161,15 @@ async def step_sign_state(ctx: Ctx, resume: bool) -> None:
     # Looked up before the old node stopped (a pod that is gone since makes the write fail: retried afresh).
     where = _SIGN_STATE_TARGETS.pop(_restore_key(ctx), None) or await find_sign_state_target(ctx)
     files = PvcFiles(ctx, ctx.namespace, targets(ctx.node_spec)[MAYANODE], where.pod)
-    entry = FileEntry(SIGN_STATE_PATH, chainkeys.render_priv_validator_state(mark.state), 0o600, where.uid,
-                      where.gid, int(ctx.now.timestamp()))
-    if where.data_dir:
-        await files.session.write_files([FileEntry(files.path(entry.path), entry.data, entry.mode, entry.uid,
-                                                   entry.gid, entry.mtime)])
-    else:
-        await files.write([entry], ["data"])
+    entry = FileEntry(files.path(SIGN_STATE_PATH), chainkeys.render_priv_validator_state(mark.state), 0o600,
+                      where.uid, where.gid, int(ctx.now.timestamp()))
+    # One exec; the other helpers of this restore (the old node's, leftovers) are deleted meanwhile.
+    _, swept = await all_of(
+        files.session.write_files([entry], [DirEntry(d, 0o700) for d in where.missing_dirs]),
+        all_of(*(remove_helpers(ctx, ns, keep=where.pod if ns == ctx.namespace else None)
+                 for ns in helper_namespaces(ctx))))
+    ctx.helpers_swept = SweptHelpers(sum(swept), where.pod)
+    _t("sign state written")
     inputs = list(ctx.status.get("signStateInputs") or ())
     if g.get("chainTip") is not None:
         inputs = [i for i in inputs if i.get("source") != guard.CHAIN_TIP]
@@ -1125,12 +1186,15 @@ async def step_sign_state(ctx: Ctx, resume: bool) -> None:
 
 
 async def step_remove_helpers(ctx: Ctx, resume: bool) -> None:
-    namespaces = {ctx.namespace}
-    if ctx.old_key:
-        namespaces.add(ctx.old_key.split("/", 1)[0])
-    found = 0
-    for namespace in sorted(namespaces):
-        found += await remove_helpers(ctx, namespace)
+    swept, ctx.helpers_swept = ctx.helpers_swept, None
+    if swept is not None:
+        # WriteSignState deleted the others in this pass, right before: only the helper that wrote is left.
+        _t("remove start")
+        await delete_pod(ctx, ctx.namespace, swept.kept)
+        _t("remove deleted")
+        found = swept.found
+    else:
+        found = sum(await all_of(*(remove_helpers(ctx, ns) for ns in helper_namespaces(ctx))))
     # Helpers end at once when deleted (grace period 0, their shell traps TERM) and sign nothing: the node does
     # not wait for them to be gone.
     message = f"deleted {found} helper pod(s) of this restore" if found else "no helper pod of this restore is left"
@@ -1142,14 +1206,24 @@ async def step_scale_up(ctx: Ctx, resume: bool) -> None:
     assert ctx.node_spec is not None
     spec = ctx.node_spec
     previous = ctx.status.get("previousReplicas") or {}
-    node = await ctx.runtime.kube.get_custom(naming.MAYANODE_PLURAL, ctx.namespace, ctx.node_name)
+    message = f"scaling {spec.mayanode.deployment} and {spec.bifrost.deployment} back up"
+    # Recorded before anything is scaled (a restart then scales to 1 again, and never writes the sign state over what
+    # the node signed since); the MayaNode is read at the same time, for a suspend set since the pass began.
+    first = plan.step_record(ctx.status, plan.SCALE_UP) is None
+    _t("scale_up start")
+    node, _ = await all_of(
+        ctx.runtime.kube.get_custom(naming.MAYANODE_PLURAL, ctx.namespace, ctx.node_name),
+        ctx.save(plan.begin(ctx.status, plan.SCALE_UP, ctx.now, message)) if first else asyncio.sleep(0))
     if ((node or {}).get("spec") or {}).get("suspend"):
         await complete(ctx, plan.SCALE_UP, "the MayaNode is suspended (spec.suspend: true): left at 0 replicas")
         return
-    await begin(ctx, plan.SCALE_UP, f"scaling {spec.mayanode.deployment} and {spec.bifrost.deployment} back up")
+    if first:
+        ctx.emit([plan.step_start_event(plan.SCALE_UP, message)])
     workloads = Workloads(ctx.runtime.kube)
     wanted = {spec.mayanode.deployment: 1, spec.bifrost.deployment: 1}
+    _t("scale_up saved")
     await asyncio.gather(*(workloads.scale(ctx.namespace, d, r) for d, r in wanted.items()))
+    _t("scaled")
     was = ", ".join(f"{k} {v}" for k, v in sorted(previous.items()))
     await complete(ctx, plan.SCALE_UP, ", ".join(f"{d}={r}" for d, r in wanted.items()) + f" (before: {was})")
 

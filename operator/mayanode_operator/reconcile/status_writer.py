@@ -18,23 +18,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..plan.patches import merge_patch
+from ..plan.patches import apply_merge_patch, merge_patch
+
+__all__ = ["StatusWriter", "UnsentRecords", "apply_merge_patch"]
 
 PatchStatus = Callable[[Mapping[str, Any]], Awaitable[Any]]
-
-
-def apply_merge_patch(doc: Mapping[str, Any] | None, patch: Mapping[str, Any]) -> dict[str, Any]:
-    """RFC 7386: what a server stores after applying `patch` to `doc`."""
-    result = copy.deepcopy(dict(doc or {}))
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        elif isinstance(value, Mapping):
-            before = result.get(key)
-            result[key] = apply_merge_patch(before if isinstance(before, Mapping) else {}, value)
-        else:
-            result[key] = copy.deepcopy(value)
-    return result
 
 
 @dataclass(frozen=True)
