@@ -199,11 +199,11 @@ def policy_backup(name, hours, deletion="Delete"):
                          verified="True", policy=True, deletion_policy=deletion)
 
 
-def retention(backups, in_use=None):
+def retention(backups, in_use=None, previous=None):
     pol = BackupPolicy.model_validate({"location": {"secret": {}, "encryption": {"recipients": [RECIPIENT]}},
                                        "afterChurn": False, "retention": {"count": 1}})
-    return plan_policy(PolicyInputs(node="node-a", policy=pol, now=NOW, previous={}, backups=tuple(backups),
-                                    in_use=in_use or {}))
+    return plan_policy(PolicyInputs(node="node-a", policy=pol, now=NOW, previous=previous or {},
+                                    backups=tuple(backups), in_use=in_use or {}))
 
 
 def test_retention_follows_each_backups_deletion_policy():
@@ -220,6 +220,17 @@ def test_retention_never_prunes_a_backup_a_restore_uses():
     assert result.delete == []
     deferred = [e for e in result.events if e.reason == "BackupPruneDeferred"]
     assert len(deferred) == 1 and "ns/r1" in deferred[0].message and deferred[0].type == "Warning"
+    assert result.status["pruneDeferred"] == ["old"]
+
+
+def test_a_deferred_prune_is_said_once_then_done_when_the_restore_ends():
+    backups = [policy_backup("new", 1), policy_backup("old", 5)]
+    first = retention(backups, in_use={"old": IN_USE})
+    again = retention(backups, in_use={"old": IN_USE}, previous=first.status)
+    assert again.delete == [] and again.status["pruneDeferred"] == ["old"]
+    assert not [e for e in again.events if e.reason == "BackupPruneDeferred"]      # no event at every pass
+    done = retention(backups, previous=again.status)
+    assert [name for name, _ in done.delete] == ["old"] and done.status["pruneDeferred"] is None
 
 
 def test_policy_backups_are_made_with_delete():

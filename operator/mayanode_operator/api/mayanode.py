@@ -685,6 +685,9 @@ class NodeBackupsStatus(StatusModel):
     last_after_churn_vault: str | None = Field(
         None, description="The vault for which an AfterChurn backup was created (one per vault).")
     in_progress: str | None = Field(None, description="A NodeBackup created by the policy and not finished yet.")
+    prune_deferred: list[Annotated[str, Field(description="A NodeBackup name.")]] | None = Field(
+        None, description="NodeBackups due for pruning but kept while a NodeRestore in progress uses them (said once "
+                          "in a BackupPruneDeferred event; pruned when the restore finishes).")
 
 
 class UpgradeState(StrEnum):

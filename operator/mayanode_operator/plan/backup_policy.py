@@ -103,6 +103,7 @@ class PolicyPlan:
     create: list[NewBackup] = field(default_factory=list)
     delete: list[tuple[str, str]] = field(default_factory=list)       # (name, why)
     retain_archive: set[str] = field(default_factory=set)             # deleted without their archive (Retain)
+    prune_deferred: list[str] = field(default_factory=list)           # due, but a NodeRestore in progress uses them
     status: dict[str, Any] | None = None
     conditions: list[Condition] = field(default_factory=list)
     events: list[EventSpec] = field(default_factory=list)
@@ -185,6 +186,7 @@ def plan_policy(inputs: PolicyInputs) -> PolicyPlan:
     if plan.create:
         running = running or [plan.create[0].name]
     status["inProgress"] = running[0] if running else None
+    status["pruneDeferred"] = sorted(plan.prune_deferred) or None
     status["lastSuccessful"] = {
         "name": newest_good.name,
         "completedAt": iso(newest_good.completed) if newest_good.completed else None,
@@ -270,11 +272,14 @@ def _retention(inputs: PolicyInputs, policy: BackupPolicy, newest_good: BackupSu
         elif not backup.good and newest_good is not None and _order(backup) < _order(newest_good, current):
             candidates.append((backup, f"{backup.phase or 'unfinished'} and older than the newest good backup "
                                        f"{newest_good.name}"))
+    said = set(inputs.previous.get("pruneDeferred") or ())
     for backup, why in candidates:
         usage = inputs.in_use.get(backup.name)
         if usage is not None and usage.blocks:
-            plan.events.append(EventSpec("Warning", "BackupPruneDeferred",
-                                         f"NodeBackup {backup.name} is {why}, but " + usage.message("pruning it")))
+            plan.prune_deferred.append(backup.name)
+            if backup.name not in said:         # once, not at every pass while the restore runs
+                plan.events.append(EventSpec("Warning", "BackupPruneDeferred",
+                                             f"NodeBackup {backup.name} is {why}, but " + usage.message("pruning it")))
             continue
         plan.delete.append((backup.name, why))
         if backup.deletion_policy == DELETE:
