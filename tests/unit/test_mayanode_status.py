@@ -283,3 +283,37 @@ def test_network_height_is_kept_while_the_node_api_is_down():
     down = replace(HEALTHY, api=NodeApiObservation(errors=DOWN, network_rpc=(peer(1100),)))
     plan = plan_mayanode_status(INPUTS, down, first.status, NOW + timedelta(seconds=90))
     assert plan.status["chain"] == first.status["chain"] and "chain" not in plan.patch
+
+
+def synced(plan):
+    return next(c for c in plan.status["conditions"] if c["type"] == "Synced")
+
+
+REFUSED = EndpointError("networkRpc", "Unreachable", "http://10.0.0.9:27147/status: connection refused")
+
+
+@pytest.mark.parametrize("sources,errors,expected", [
+    ((peer(1004),), (), "the node is in sync with the chain"),                                   # all usable
+    ((), (), "the node is in sync with the chain"),                                              # none configured
+    ((peer(1004),), (REFUSED,), "the node is in sync with the chain; spec.api.networkRpc: 1 of 2 endpoints "
+                                "unusable, the network's height is taken from the rest (http://10.0.0.9:27147/status: "
+                                "connection refused)"),
+    ((), (REFUSED,), "the node is in sync with the chain; spec.api.networkRpc: 1 of 1 endpoints unusable, the "
+                     "network's height is unknown (http://10.0.0.9:27147/status: connection refused)"),
+    ((peer(9_000_000, chain_id="mayachain-stagenet-v2"),), (), "the node is in sync with the chain; "
+     "spec.api.networkRpc: 1 of 1 endpoints unusable, the network's height is unknown (an endpoint is on chain "
+     "mayachain-stagenet-v2, not mayachain-mainnet-v1)"),
+    ((peer(1004), peer(2000, catching_up=True)), (), "the node is in sync with the chain; spec.api.networkRpc: 1 of 2 "
+     "endpoints unusable, the network's height is taken from the rest (an endpoint is catching up)"),
+])
+def test_unusable_network_rpc_endpoints_are_said_in_synced(sources, errors, expected):
+    observed = replace(with_network(1000, *sources), api=replace(with_network(1000, *sources).api, errors=errors))
+    condition = synced(plan_mayanode_status(INPUTS, observed, {}, NOW))
+    assert condition["status"] == "True" and condition["message"] == expected
+
+
+def test_the_network_rpc_note_does_not_change_with_the_heights():
+    first = plan_mayanode_status(INPUTS, replace(with_network(1000, peer(1004)), api=replace(
+        with_network(1000, peer(1004)).api, errors=(REFUSED,))), {}, NOW)
+    later = replace(with_network(1001, peer(1005)), api=replace(with_network(1001, peer(1005)).api, errors=(REFUSED,)))
+    assert plan_mayanode_status(INPUTS, later, first.status, NOW + timedelta(seconds=20)).patch == {}

@@ -153,8 +153,9 @@ class ApiSpec(SpecModel):
         description="CometBFT RPC base URLs of other nodes of the same network (a public RPC endpoint of the network, "
                     "or a full node you run) to read the network's height from: `status.chain.networkHeight` is the "
                     "highest `latest_block_height` among those that answer `/status`, are not catching up and report "
-                    "the node's chain id. It feeds the height-lag metric and the upgrade sync gate. Empty: the "
-                    "network's height is not observed.")
+                    "the node's chain id. It feeds the height-lag metric and the upgrade sync gate; the `Synced` "
+                    "condition names endpoints that give no usable height. Empty: the network's height is not "
+                    "observed.")
 
 
 class ObserveSpec(SpecModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -92,13 +92,15 @@ def _conditions(inputs: StatusInputs, observed: MayaNodeObservation, halts) -> l
 
     conds.append(_registered_condition(inputs, observed))
 
+    network_note = network_rpc_note(api.chain, api.network_rpc, [e for e in api.errors if e.endpoint == "networkRpc"])
     if api.chain is None:
         err = api.error_for("status")
-        conds.append(Condition("Synced", "Unknown", "NoChainStatus", err.message if err else "RPC status unknown"))
+        conds.append(Condition("Synced", "Unknown", "NoChainStatus",
+                               (err.message if err else "RPC status unknown") + network_note))
     elif api.chain.catching_up:
-        conds.append(Condition("Synced", "False", "CatchingUp", "the node is catching up with the chain"))
+        conds.append(Condition("Synced", "False", "CatchingUp", "the node is catching up with the chain" + network_note))
     else:
-        conds.append(Condition("Synced", "True", "InSync", "the node is in sync with the chain"))
+        conds.append(Condition("Synced", "True", "InSync", "the node is in sync with the chain" + network_note))
 
     mimir_error = api.error_for("mimir")
     if halts:
@@ -200,6 +202,23 @@ def network_height(chain: ChainStatus | None, sources: Iterable[ChainStatus]) ->
     heights = [source.height for source in sources
                if not source.catching_up and (not own_chain or source.chain_id == own_chain)]
     return max(heights, default=None)
+
+
+def network_rpc_note(chain: ChainStatus | None, answers: Sequence[ChainStatus], failures: Sequence[EndpointError]
+                     ) -> str:
+    """What the Synced condition says about `spec.api.networkRpc` endpoints that gave no usable height (nothing when
+    all are usable or none is configured). No heights in it: the message must not change at every block."""
+    own_chain = chain.chain_id if chain else ""
+    other_chain = [a for a in answers if own_chain and a.chain_id != own_chain]
+    syncing = [a for a in answers if a.catching_up and a not in other_chain]
+    causes = [f.message for f in failures] + [f"an endpoint is on chain {a.chain_id or 'unknown'}, not {own_chain}"
+                                              for a in other_chain] + ["an endpoint is catching up"] * len(syncing)
+    if not causes:
+        return ""
+    total = len(answers) + len(failures)
+    usable = total - len(causes)
+    what = "the network's height is unknown" if usable == 0 else "the network's height is taken from the rest"
+    return f"; spec.api.networkRpc: {len(causes)} of {total} endpoints unusable, {what} ({causes[0]})"
 
 
 def _chain_status(observed: MayaNodeObservation, previous: Mapping[str, Any] | None, now: datetime,
