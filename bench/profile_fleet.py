@@ -24,6 +24,7 @@ import fleet  # noqa: E402
 PARTS = [
     ("kube API reads: kubernetes client in threads", "kubernetes/client"),
     ("kube API reads: urllib3", "urllib3/"),
+    ("kube API reads: aiohttp on the event loop", "adapters/kube.py"),
     ("node API: aiohttp client", "observe/nodeapi.py"),
     ("status planning", "plan/"),
     ("pydantic validation", "pydantic"),
@@ -46,6 +47,7 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=300)
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--out", default=str(fleet.ROOT / "bench" / "results"))
+    parser.add_argument("--keep-raw", action="store_true", help="keep py-spy's raw stacks (profile-N.raw)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -85,7 +87,8 @@ def main() -> int:
     lines += [f"{100 * n / total:5.1f}%  {label}" for label, n in parts.most_common()]
     lines += ["", "hottest leaf frames:"] + [f"{100 * n / total:5.1f}%  {f}" for f, n in functions.most_common(15)]
     (out / f"profile-{args.size}.txt").write_text("\n".join(lines) + "\n")
-    raw.unlink()
+    if not args.keep_raw:
+        raw.unlink()
     print("\n".join(lines))
     return 0
 

@@ -3,6 +3,12 @@
 Calls are synchronous in the client, so they run in worker threads. Answers are read raw and returned as
 the JSON dicts the server sent.
 
+Reads (GETs) can instead be served on the event loop (`KubeApi.open_loop_reads`, done by the operator's runtime):
+an aiohttp session set up from the same configuration (server, CA or insecure, client certificate, proxy decides
+against it, bearer token through the client's own refresh hook), sending the same URL and headers and raising the
+same ApiException. Every reconcile makes six reads; in worker threads, the thread hand-offs and the synchronous
+client's HTTP code cost most of the operator's CPU. Writes, exec and streams stay on the official client.
+
 The methods below go through the ApiClient's REST layer (same configuration, auth, connection pool, User-Agent
 and ApiException as the typed APIs), not through CoreV1Api/AppsV1Api: the typed APIs of the client import and
 build hundreds of pydantic models when first used (about 22 MiB of operator memory) and validate every call's
@@ -17,14 +23,21 @@ import base64
 import functools
 import json
 import socket
+import ssl
+import time
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timezone
+from types import SimpleNamespace
 from typing import Any
 
+import aiohttp
+import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
+from kubernetes.client.rest import should_bypass_proxies
+from yarl import URL
 
 from ..api import naming
 from ..plan.events import EventSpec
@@ -35,6 +48,8 @@ THROTTLE_RETRIES = 3                  # a 429 is tried again this many times, ea
 MAX_RETRY_AFTER_SECONDS = 10.0
 CUSTOM_OBJECTS = "/apis/{group}/{version}/namespaces/{namespace}/{plural}"
 CUSTOM_OBJECT = CUSTOM_OBJECTS + "/{name}"
+READ_RETRIES = 3                      # a GET whose connection failed is tried again, as urllib3's default Retry does
+AUTHORIZATION_TTL_SECONDS = 5.0       # how long a bearer token read through the client's refresh hook is reused
 
 
 def make_api_client(kubeconfig: str | None = None, context: str | None = None) -> k8s.ApiClient:
@@ -59,6 +74,111 @@ def retry_after_seconds(err: ApiException) -> float:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
+def loop_reads_unsupported(configuration: k8s.Configuration) -> str | None:
+    """Why a configuration's reads must stay on the official client, or None. Its proxies (HTTP and SOCKS), a
+    hostname asserted apart from the one connected to and client-go style retries are left to it."""
+    if configuration.proxy and not should_bypass_proxies(configuration.host, configuration.no_proxy or ""):
+        return "a proxy"
+    if configuration.assert_hostname not in (None, False):
+        return "assert_hostname"
+    if getattr(configuration, "client_go_retries", False) or configuration.retries is not None:
+        return "retries"
+    if not str(configuration.host).startswith(("http://", "https://")):
+        return "the server URL"
+    return None
+
+
+def ssl_context_of(configuration: k8s.Configuration) -> ssl.SSLContext | None:
+    """The TLS the official client's urllib3 pool uses: its CA (file or data, else the system's), verification on or
+    off (insecure-skip-tls-verify), the client certificate and key. None for a plain-HTTP server. Reads files: call
+    it off the event loop."""
+    if not str(configuration.host).startswith("https://"):
+        return None
+    context = ssl.create_default_context(cafile=configuration.ssl_ca_cert, cadata=configuration.ca_cert_data)
+    if not configuration.verify_ssl:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif configuration.assert_hostname is False:
+        context.check_hostname = False
+    if configuration.cert_file:
+        context.load_cert_chain(configuration.cert_file, configuration.key_file)
+    return context
+
+
+def bearer_authorization(configuration: k8s.Configuration) -> str | None:
+    """The Authorization header the official client would send now (its refresh hook runs: in-cluster token files are
+    read again, exec plugins run when their token expired). Blocking: call it off the event loop."""
+    setting = configuration.auth_settings().get("BearerToken")
+    return setting["value"] if setting else None
+
+
+class LoopReads:
+    """GETs on an aiohttp session of one event loop, as the official client would send them."""
+
+    def __init__(self, configuration: k8s.Configuration, ssl_context: ssl.SSLContext | None, limit: int) -> None:
+        self.configuration = configuration
+        self.loop = asyncio.get_running_loop()
+        self._server_hostname = configuration.tls_server_name or None
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=limit, ssl=ssl_context if ssl_context is not None else True),
+            headers={"Accept-Encoding": "identity"},        # as urllib3 sends: no compressed answers
+            raise_for_status=False,
+        )
+        self._authorization: str | None = None
+        self._authorization_until = 0.0
+        self._authorization_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, configuration: k8s.Configuration, limit: int) -> "LoopReads":
+        return cls(configuration, await asyncio.to_thread(ssl_context_of, configuration), limit)
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def authorization(self, *, renew: bool = False) -> str | None:
+        if not renew and time.monotonic() < self._authorization_until:
+            return self._authorization
+        async with self._authorization_lock:
+            if renew or time.monotonic() >= self._authorization_until:
+                self._authorization = await asyncio.to_thread(bearer_authorization, self.configuration)
+                self._authorization_until = time.monotonic() + AUTHORIZATION_TTL_SECONDS
+            return self._authorization
+
+    async def get(self, url: str, headers: dict[str, str]) -> bytes:
+        """The body of a 2xx answer; ApiException (built as the official client builds it) otherwise. A 401 is tried
+        once more with the token read again: a token that the hook would have refreshed may be reused for up to
+        AUTHORIZATION_TTL_SECONDS."""
+        renew = False
+        while True:
+            authorization = await self.authorization(renew=renew)
+            status, reason, body, response_headers = await self._get_once(url, headers, authorization)
+            if 200 <= status <= 299:
+                return body
+            if status == 401 and not renew and authorization is not None:
+                renew = True
+                continue
+            raise ApiException.from_response(http_resp=SimpleNamespace(
+                status=status, reason=reason, data=body, headers=response_headers), body=None, data=None)
+
+    async def _get_once(self, url: str, headers: dict[str, str],
+                        authorization: str | None) -> tuple[int, str, bytes, urllib3.HTTPHeaderDict]:
+        if authorization:
+            headers = {**headers, "authorization": authorization}
+        for attempt in range(READ_RETRIES + 1):
+            try:
+                async with self._session.get(URL(url, encoded=True), headers=headers, allow_redirects=True,
+                                             server_hostname=self._server_hostname) as response:
+                    body = await response.read()
+                    if 200 <= response.status <= 299:
+                        return response.status, "", body, urllib3.HTTPHeaderDict()
+                    return (response.status, response.reason or "", body,
+                            urllib3.HTTPHeaderDict(list(response.headers.items())))
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as err:
+                if attempt == READ_RETRIES:
+                    raise urllib3.exceptions.MaxRetryError(None, url.split("?")[0], reason=err) from err  # type: ignore[arg-type]
+        raise AssertionError("unreachable")
+
+
 def _decode(response: Any) -> dict[str, Any]:
     return json.loads(response.data) if response.data else {}
 
@@ -72,6 +192,20 @@ class KubeApi:
     def __init__(self, api_client: k8s.ApiClient) -> None:
         self.api_client = api_client
         self._instance = socket.gethostname()
+        self._loop_reads: LoopReads | None = None
+
+    async def open_loop_reads(self, limit: int) -> str | None:
+        """Serve GETs made on this event loop from an aiohttp session; the reason when the configuration keeps them
+        on the official client."""
+        unsupported = loop_reads_unsupported(self.api_client.configuration)
+        if unsupported is None:
+            self._loop_reads = await LoopReads.open(self.api_client.configuration, limit)
+        return unsupported
+
+    async def close_loop_reads(self) -> None:
+        reads, self._loop_reads = self._loop_reads, None
+        if reads is not None:
+            await reads.close()
 
     @functools.cached_property
     def core(self) -> k8s.CoreV1Api:
@@ -103,11 +237,31 @@ class KubeApi:
             raise ApiException.from_response(http_resp=response, body=None, data=None)
         return response.response
 
+    async def _get_on_loop(self, reads: LoopReads, path: str, params: Mapping[str, str],
+                           query: Mapping[str, Any] | None) -> dict[str, Any]:
+        """A GET as `_request` sends it (the client serializes the URL and headers; the token comes from `reads`)."""
+        _, url, headers, _, _ = self.api_client.param_serialize(
+            method="GET", resource_path=path, path_params=dict(params),
+            query_params=[(key, value) for key, value in (query or {}).items() if value is not None],
+            header_params={"Accept": "application/json"}, auth_settings=None,
+        )
+        data = await reads.get(url, headers)
+        return json.loads(data) if data else {}
+
+    def _reads_here(self, method: str) -> LoopReads | None:
+        reads = self._loop_reads
+        if method != "GET" or reads is None or reads.loop is not asyncio.get_running_loop():
+            return None
+        return reads
+
     async def _rest(self, method: str, path: str, params: Mapping[str, str], *, query: Mapping[str, Any] | None = None,
                     body: Any = None, content_type: str | None = None) -> dict[str, Any]:
         """One call; a 429 (the server did not process it) is tried again after its Retry-After, as client-go does."""
         for attempt in range(THROTTLE_RETRIES + 1):
             try:
+                reads = self._reads_here(method)
+                if reads is not None:
+                    return await self._get_on_loop(reads, path, params, query)
                 return _decode(await asyncio.to_thread(self._request, method, path, params, query, body,
                                                        content_type))
             except ApiException as err:

@@ -40,8 +40,14 @@ class Runtime:
         api_client.configuration.connection_pool_maxsize = max(config.workers * 2, 4)
         api_client.user_agent = f"mayanode-operator/{__version__}"     # audit logs (and the sandbox) tell it apart
         http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=max(config.workers * 4, 8)))
-        return cls(config=config, kube=KubeApi(api_client), http=http)
+        kube = KubeApi(api_client)
+        unsupported = await kube.open_loop_reads(limit=max(config.workers * 4, 8))
+        if unsupported is not None:
+            logger.info("Kubernetes reads go through the official client in threads: the configuration sets %s",
+                        unsupported)
+        return cls(config=config, kube=kube, http=http)
 
     async def close(self) -> None:
         await self.http.close()
+        await self.kube.close_loop_reads()
         await asyncio.to_thread(self.kube.api_client.close)
