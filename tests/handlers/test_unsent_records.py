@@ -4,6 +4,7 @@ Through the real MayaNode reconcile against the sandbox (API server, kubelet, mo
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from aiohttp import web
@@ -172,3 +173,32 @@ def test_a_lost_answer_read_back_as_landed_is_sent_in_the_same_pass(world):
         world.sandbox.api.remove_request_hook(hook)
     assert hook.lost == 1 and sent(world, ns) == VOTE_TXS
     assert len(world.runtime.unsent) == 0
+
+
+async def test_a_failed_end_of_pass_write_leaves_the_pass_s_knowledge_for_the_next_one():
+    """Vote A went out, vote B was refused before its exec started; the end-of-pass write saying so failed. The next
+    pass plans from what the pass learned (B not pending, so it is sent again; A pending, so it is not)."""
+    unsent, stored = UnsentRecords(), {"phase": "Running"}
+
+    async def first_ok_then_lost(part):
+        if calls:
+            raise TimeoutError("answer lost")
+        calls.append(part)
+
+    calls: list = []
+    writer = StatusWriter(stored, first_ok_then_lost, unsent, "uid-1")
+    record = {"pending": [{"key": "A", "value": 1, "sentAt": "t"}, {"key": "B", "value": 2, "sentAt": "t"}]}
+    await writer.persist({"mimir": record})
+    learned = {"pending": [{"key": "A", "value": 1, "sentAt": "t", "txhash": "H"}]}
+    try:
+        await writer.write_final({"phase": "Running", "mimir": learned})
+    except TimeoutError:
+        pass
+    on_server = {"phase": "Running", "mimir": record}
+    assert unsent.as_planned_from("uid-1", on_server) == {"phase": "Running", "mimir": learned}
+    assert not writer.left_unsent                                        # the record itself was written
+    unchanged = UnsentRecords()
+    ok_writer = StatusWriter(stored, lambda part: asyncio.sleep(0), unchanged, "uid-1")
+    await ok_writer.persist({"mimir": record})
+    await ok_writer.write_final({"phase": "Running", "mimir": learned})
+    assert len(unchanged) == 0                                           # written: nothing to remember

@@ -86,12 +86,10 @@ async def reconcile_mayanode(runtime: Runtime, namespace: str, name: str) -> flo
         events += outcome.events
         if outcome.requeue_after is not None:
             requeue = min(requeue, outcome.requeue_after)
-    if runtime.unsent.holds(uid):
+    if writer.left_unsent:
         requeue = min(requeue, UNSENT_RETRY_SECONDS)
     metrics.observe_mayanode(namespace, name, new_status)
-    patch = writer.final_patch(new_status)
-    if patch:
-        await runtime.kube.patch_custom_status(naming.MAYANODE_PLURAL, namespace, name, patch)
+    await writer.write_final(new_status)
     await emit_all(runtime, body, events)
     return jittered(requeue)
 

@@ -5,10 +5,12 @@ sent must be stored *before* it is sent, or an operator that dies in between wou
 after a restart. `StatusWriter.persist` writes such a part of the status at once and keeps the
 baseline of the final patch in step, so the end-of-pass patch still says exactly what changed.
 
-A write whose answer is lost may have landed anyway. The facet stops there, so what it recorded as sent was not
-sent. `UnsentRecords` remembers that in this process: when a later pass finds such a record stored, it plans from
-the status as it was before the record, and sends at once instead of waiting out the pending timeout meant for
-a transaction that may be in flight. Another process (after a restart) does not know, and keeps to the timeout.
+A write can fail with the server's answer unknown (it may have landed), and the pass then knows more than what is
+stored. The record write failed: the facet stops there, so what it recorded as sent was not sent. The end-of-pass
+write failed: the facet's record still says "sent" where the pass learned that nothing went out. `UnsentRecords`
+remembers, in this process, what the status should have been: a later pass that finds the record stored plans
+from that instead, and sends at once rather than waiting out the pending timeout meant for a transaction that may
+be in flight. Another process (after a restart) does not know, and keeps to the timeout.
 """
 
 from __future__ import annotations
@@ -26,19 +28,20 @@ PatchStatus = Callable[[Mapping[str, Any]], Awaitable[Any]]
 
 
 @dataclass(frozen=True)
-class _Unsent:
-    before: Any            # the key's value before the record (None: absent)
-    record: Any            # the key's value the failed write would have stored
+class _Known:
+    stored_as: Any         # what the server may hold for the key (None: absent)…
+    plan_from: Any         # …and what it would hold had the pass's writes gone through (None: absent)
 
 
 class UnsentRecords:
-    """Status records of this process whose write failed, so the action they announce was not taken."""
+    """Status records of this process that say more was sent than was: their write, or the write that should have
+    corrected them, failed."""
 
     def __init__(self) -> None:
-        self._by_object: dict[str, dict[str, _Unsent]] = {}
+        self._by_object: dict[str, dict[str, _Known]] = {}
 
-    def remember(self, uid: str, key: str, before: Any, record: Any) -> None:
-        self._by_object.setdefault(uid, {})[key] = _Unsent(copy.deepcopy(before), copy.deepcopy(record))
+    def remember(self, uid: str, key: str, *, stored_as: Any, plan_from: Any) -> None:
+        self._by_object.setdefault(uid, {})[key] = _Known(copy.deepcopy(stored_as), copy.deepcopy(plan_from))
 
     def forget(self, uid: str, key: str) -> None:
         entries = self._by_object.get(uid)
@@ -48,24 +51,21 @@ class UnsentRecords:
                 del self._by_object[uid]
 
     def as_planned_from(self, uid: str, stored: Mapping[str, Any]) -> dict[str, Any]:
-        """The stored status with each landed-but-unsent record replaced by what was there before it.
+        """The stored status with each such record replaced by what the status should be.
 
-        An entry lasts while the key holds the record or its earlier value (a read that predates the write), and
-        until a write of this process replaces it (`StatusWriter.persist`); anything else stored ends it."""
+        An entry lasts while the key holds either value (the failed write did or did not land), until a write of
+        this process replaces it (`StatusWriter.persist`); anything else stored ends it."""
         status = dict(stored)
-        for key, unsent in list(self._by_object.get(uid, {}).items()):
+        for key, known in list(self._by_object.get(uid, {}).items()):
             value = stored.get(key)
-            if value == unsent.record:
-                if unsent.before is None:
+            if value == known.stored_as:
+                if known.plan_from is None:
                     status.pop(key, None)
                 else:
-                    status[key] = copy.deepcopy(unsent.before)
-            elif value != unsent.before:
+                    status[key] = copy.deepcopy(known.plan_from)
+            elif value != known.plan_from:
                 self.forget(uid, key)
         return status
-
-    def holds(self, uid: str) -> bool:
-        return bool(self._by_object.get(uid))
 
     def __len__(self) -> int:
         return sum(len(entries) for entries in self._by_object.values())
@@ -80,6 +80,8 @@ class StatusWriter:
         self._patch_status = patch_status
         self._unsent = unsent if uid else None
         self._uid = uid or ""
+        self._recorded: dict[str, Any] = {}       # keys persisted in this pass, as written
+        self.left_unsent = False                  # a record's write failed in this pass: its action was not taken
 
     async def persist(self, part: Mapping[str, Any]) -> None:
         """Write these top-level status keys now (only what differs).
@@ -89,19 +91,38 @@ class StatusWriter:
         patch = merge_patch(self.stored, part)
         if not patch:
             return
+        after = apply_merge_patch(self.stored, patch)
         try:
             await self._patch_status(patch)
         except BaseException:
             if self._unsent is not None:
-                after = apply_merge_patch(self.stored, patch)
                 for key in patch:
-                    self._unsent.remember(self._uid, key, self.stored.get(key), after.get(key))
+                    self._unsent.remember(self._uid, key, stored_as=after.get(key), plan_from=self.stored.get(key))
+                self.left_unsent = True
             raise
-        self.stored = apply_merge_patch(self.stored, patch)
-        if self._unsent is not None:
-            for key in patch:
+        self.stored = after
+        for key in patch:
+            self._recorded[key] = after.get(key)
+            if self._unsent is not None:
                 self._unsent.forget(self._uid, key)
 
     def final_patch(self, new_status: Mapping[str, Any]) -> dict[str, Any]:
         """The end-of-pass patch: from what is stored (including parts persisted meanwhile) to `new_status`."""
         return merge_patch(self.stored, new_status)
+
+    async def write_final(self, new_status: Mapping[str, Any]) -> None:
+        """The end-of-pass patch, written. When it fails, each record of this pass that it would have corrected (a
+        transaction recorded as sent that did not go out) is remembered with its corrected value."""
+        patch = self.final_patch(new_status)
+        if not patch:
+            return
+        after = apply_merge_patch(self.stored, patch)
+        try:
+            await self._patch_status(patch)
+        except BaseException:
+            if self._unsent is not None:
+                for key, recorded in self._recorded.items():
+                    if after.get(key) != recorded:
+                        self._unsent.remember(self._uid, key, stored_as=recorded, plan_from=after.get(key))
+            raise
+        self.stored = after
