@@ -12,13 +12,17 @@ Both run on the same emulated cluster + mocknet (one SandboxThread), with the sa
   backup's stale sign state).
 
 Downtime = A's mayanode process stopped → the first block signed by B's process (the mocknet records signatures
-per block and the stop time of every process). Run: `.venv/bin/python bench/bench_restore.py [--runs 3]`.
+per block and the stop time of every process). Run: `.venv/bin/python bench/bench_restore.py [--runs 3] [--trace]`.
+
+`--trace` prints, for every hand-off and script run, when (after A's stop) A's pods were seen gone, B was scaled
+up, B's mayanode process started and B signed, and for the operator every request it made in between.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import statistics
 import sys
 import tarfile
@@ -35,6 +39,7 @@ from websocket import WebSocketConnectionClosedException
 
 from mayanode_operator.api import naming
 from mayanode_operator.backup import generate_identity
+from mayanode_operator.sandbox.apiserver.handlers import request_info
 from mayanode_operator.sandbox.harness import OperatorProcess, eventually
 from mayanode_operator.sandbox.world import SandboxThread
 
@@ -69,6 +74,56 @@ class StopClock:
         return None
 
 
+class Tracer:
+    """Every request to the API server (its answer's end, who sent it) and every mayanode process start."""
+
+    def __init__(self, sb: Any) -> None:
+        self.requests: list[tuple[float, float, str, str]] = []      # start, end, sender, what
+        self.started: dict[str, float] = {}
+        net, original = sb.mocknet, sb.mocknet.process_started
+
+        def started(namespace: str, instance_id: str, **kwargs: Any) -> None:
+            self.started.setdefault(namespace, time.time())
+            original(namespace, instance_id, **kwargs)
+        net.process_started = started
+        sb.api.add_request_hook(self.hook)
+
+    async def hook(self, request: Any, call_next: Any) -> Any:
+        info, began = request_info(request), time.time()
+        response = await call_next(request)
+        if info.verb == "watch" or not info.is_resource_request:
+            return response
+        agent = request.headers.get("User-Agent", "")
+        sender = "operator" if agent.startswith("mayanode-operator/") else \
+            "script" if agent.startswith("OpenAPI") else "exec" if info.subresource == "exec" else "cluster"
+        what = f"{info.verb} {info.resource}{'/' + info.subresource if info.subresource else ''} " \
+               f"{info.namespace}/{info.name}"
+        if (info.verb, info.resource) == ("list", "pods") and getattr(response, "body", None):
+            items = json.loads(response.body).get("items") or []
+            what += f" ({sum(1 for p in items if p['metadata']['name'].split('-')[0] in ('mayanode', 'bifrost'))} " \
+                    f"node pods)"
+        self.requests.append((began, time.time(), sender, what))
+        return response
+
+    def report(self, clock: StopClock, old_ns: str, new_ns: str, validator: str, sender: str) -> None:
+        stop = clock.stopped[old_ns].timestamp()
+        signed = clock.first_signed_after(validator, clock.stopped[old_ns])
+        gone = next((end for began, end, who, what in self.requests if began > stop and who == sender
+                     and what.startswith(f"list pods {old_ns}/ (0 ")), None)
+        up = next((began for began, _, who, what in self.requests if began > stop and who == sender
+                   and what.startswith(f"patch deployments/scale {new_ns}/mayanode")), None)
+
+        def at(moment: float | None) -> str:
+            return f"+{moment - stop:.3f}" if moment is not None else "?"
+        signed_at = signed.timestamp() if signed else None
+        print(f"{sender} {old_ns} → {new_ns}: A's pods seen gone {at(gone)}, B scaled up {at(up)}, "
+              f"B's process started {at(self.started.get(new_ns))}, B signed {at(signed_at)}")
+        if sender == "operator" and gone is not None and up is not None:
+            for began, end, who, what in self.requests:
+                if gone <= began <= up and who in ("operator", "exec"):
+                    print(f"    {at(began)} … {at(end)}  {what}")
+
+
 def downtime(clock: StopClock, old_ns: str, validator: str, timeout: float = 60) -> float:
     stop = eventually(lambda: clock.stopped.get(old_ns), timeout=timeout, message=f"{old_ns} never stopped")
     signed = eventually(lambda: clock.first_signed_after(validator, stop), timeout=timeout,
@@ -77,14 +132,18 @@ def downtime(clock: StopClock, old_ns: str, validator: str, timeout: float = 60)
 
 
 class Bench:
-    def __init__(self) -> None:
+    def __init__(self, trace: bool = False) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="bench-restore-"))
         self.world = SandboxThread(block_interval=BLOCK_INTERVAL, workdir=self.workdir).start()
         self.sb = self.world.sandbox
         self.clock = StopClock(self.sb.mocknet)
+        self.tracer = self.world.call(self._tracer()) if trace else None
         api = k8s_config.new_client_from_config(config_file=str(self.world.kubeconfig_path))
         self.core, self.apps, self.custom = k8s.CoreV1Api(api), k8s.AppsV1Api(api), k8s.CustomObjectsApi(api)
         self.peer = self.seed("bench-peer")
+
+    async def _tracer(self) -> Tracer:
+        return Tracer(self.sb)         # on the sandbox's loop: the hook and the mocknet live there
 
     def seed(self, namespace: str, **kwargs: Any) -> Any:
         node = self.world.call(self.sb.seed_node(namespace, **kwargs))
@@ -133,6 +192,8 @@ class Bench:
                             .get("phase") in ("Completed", "Failed") and s, timeout=60)
         assert status["phase"] == "Completed", status
         assert not self.sb.mocknet.double_signs
+        if self.tracer is not None and not chain_proof:
+            self.tracer.report(self.clock, old_ns, new_ns, old.facts.validator_address, "operator")
         return seconds, status
 
     # ---- the script --------------------------------------------------------------------------
@@ -212,6 +273,8 @@ class Bench:
             self.apps.patch_namespaced_deployment_scale(deployment, new_ns, {"spec": {"replicas": 1}})
         seconds = downtime(self.clock, old_ns, validator)
         assert not self.sb.mocknet.double_signs
+        if self.tracer is not None:
+            self.tracer.report(self.clock, old_ns, new_ns, validator, "script")
         return seconds
 
     def close(self) -> None:
@@ -225,8 +288,9 @@ def summary(values: list[float]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--trace", action="store_true", help="print when each run's steps happened after A's stop")
     args = parser.parse_args(argv)
-    bench = Bench()
+    bench = Bench(trace=args.trace)
     log = bench.workdir / "operator.log"
     operator = OperatorProcess(bench.world.kubeconfig_path, log).start()
     try:

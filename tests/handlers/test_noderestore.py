@@ -319,3 +319,190 @@ def test_a_refused_request_fails_the_restore_and_says_what_was_refused(world, no
     status = drive(world, "forbidden")["status"]
     assert status["phase"] == "Completed", status
     assert replicas(world, "mayanode") == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# The hand-off's downtime: what happens between the old node's last pod and the new node's scale-up
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class Seen:
+    """One request the operator made (its user agent), as the API server saw it."""
+
+    verb: str
+    resource: str
+    namespace: str
+    name: str
+    started: float
+    ended: float
+    node_pods: int | None = None         # a LIST of a namespace's pods: how many of a node's Deployments it returned
+
+    def is_(self, verb: str, resource: str, namespace: str | None = None, name_prefix: str = "") -> bool:
+        return (self.verb, self.resource) == (verb, resource) and namespace in (None, self.namespace) \
+            and self.name.startswith(name_prefix)
+
+
+def handoff_world(world, peer, suffix: str):
+    """An old node running with the backed-up key and an empty node to take it over, in namespaces of their own."""
+    old_ns, new_ns = f"hr-ho{suffix}-a", f"hr-ho{suffix}-b"
+    old = world.seed(old_ns)
+    world.mayanode(old, backup={"afterChurn": False, "location": world.location()})
+    world.nodebackup(old_ns, "full", old_ns, restoreNamespaces=[new_ns])
+    assert world.drive(old_ns, "full")["status"]["phase"] == "Completed"
+    world.seed(new_ns, identity=old.identity, with_keys=False, register=False, replicas=0)
+    world.create(naming.MAYANODE_PLURAL, {
+        "apiVersion": naming.API_VERSION, "kind": "MayaNode", "metadata": {"name": "new", "namespace": new_ns},
+        "spec": {"network": old.network, "nodeAddress": old.node_address,
+                 "api": {"rest": f"{world.sandbox.mocknet.url}/ns/{new_ns}",
+                         "rpc": f"{world.sandbox.mocknet.url}/ns/{new_ns}/rpc", "timeoutSeconds": 2}}})
+    world.create(naming.NODERESTORE_PLURAL, {
+        "apiVersion": naming.API_VERSION, "kind": "NodeRestore", "metadata": {"name": "move", "namespace": new_ns},
+        "spec": {"backupRef": {"name": "full", "namespace": old_ns}, "nodeRef": {"name": "new"},
+                 "doubleSignGuard": {"silentBlocks": 3, "rpc": [peer.rpc_url],
+                                     "oldNode": {"name": old_ns, "namespace": old_ns}}}})
+    return old, old_ns, new_ns
+
+
+def drive_in(world, namespace: str, name: str, max_passes: int = 200) -> dict[str, Any]:
+    status: dict[str, Any] = {}
+    for _ in range(max_passes):
+        delay = world.call(reconcile_noderestore(world.runtime, namespace, name))
+        status = (world.get(naming.NODERESTORE_PLURAL, namespace, name) or {}).get("status") or {}
+        if delay is None or status.get("phase") in ("Completed", "Failed"):
+            return status
+        world.call(asyncio.sleep(min(delay, 0.3)))
+    return status
+
+
+def record_requests(world, seen: list[Seen]):
+    import json
+    import time
+
+    from mayanode_operator.sandbox.apiserver.handlers import request_info
+
+    async def hook(request, call_next):
+        info = request_info(request)
+        started = time.monotonic()
+        response = await call_next(request)
+        # Execs (their websocket carries no user agent) go into this restore's helpers only.
+        ours = request.headers.get("User-Agent", "").startswith("mayanode-operator/") or \
+            (info.verb, info.subresource) == ("connect", "exec") and info.name.startswith("restore-")
+        if not ours or info.verb == "watch":
+            return response
+        node_pods = None
+        if (info.verb, info.resource) == ("list", "pods") and not request.query.get("labelSelector") \
+                and getattr(response, "body", None):
+            items = json.loads(response.body).get("items") or []
+            node_pods = sum(1 for p in items if p["metadata"]["name"].split("-")[0] in ("mayanode", "bifrost"))
+        seen.append(Seen(info.verb, info.resource + (f"/{info.subresource}" if info.subresource else ""),
+                         info.namespace, info.name, started, time.monotonic(), node_pods))
+        return response
+    world.sandbox.api.add_request_hook(hook)
+    return hook
+
+
+def test_a_hand_off_asks_after_the_stop_only_what_must_come_after_it(world, node):
+    """From the moment the old node's pods are seen gone to the new node's scale-up: its vote read (one exec), the
+    sign state written (one exec), one status write (ScaleUp's start, carrying the guard's and the sign state's
+    records) and the helpers deleted, in that order; no event, no Deployment read, no helper listing."""
+    _, peer = node
+    old, old_ns, new_ns = handoff_world(world, peer, "1")
+    seen: list[Seen] = []
+    hook = record_requests(world, seen)
+    try:
+        status = drive_in(world, new_ns, "move")
+    finally:
+        world.sandbox.api.remove_request_hook(hook)
+    assert status["phase"] == "Completed", status
+    assert status["guard"]["method"] == "HandOff" and "WaitKeySilent" not in [s["name"] for s in status["steps"]]
+    assert all(s.get("completedAt") for s in status["steps"]), status["steps"]
+
+    # The old node: bifrost scaled down before mayanode (the validator stops last).
+    old_scales = [r.name for r in seen if r.is_("patch", "deployments/scale", old_ns)]
+    assert old_scales == ["bifrost", "mayanode"], old_scales
+    gone = next(i for i, r in enumerate(seen) if r.is_("list", "pods", old_ns) and r.node_pods == 0
+                and any(s.is_("patch", "deployments/scale", old_ns) for s in seen[:i]))
+    up = next(i for i, r in enumerate(seen) if r.is_("patch", "deployments/scale", new_ns) and i > gone)
+    window = seen[gone + 1:up]
+    described = [f"{r.verb} {r.resource} {r.namespace}/{r.name}" for r in window]
+    reads = [r for r in window if r.is_("connect", "pods/exec", old_ns)]
+    writes = [r for r in window if r.is_("connect", "pods/exec", new_ns)]
+    status_writes = [r for r in window if r.is_("patch", "noderestores/status")]
+    deletes = [r for r in window if r.is_("delete", "pods")]
+    assert len(reads) == 1 and len(writes) == 1 and len(status_writes) == 1, described
+    assert reads[0].ended <= writes[0].started, described           # the vote is known before the mark is written
+    assert writes[0].ended <= status_writes[0].started, described   # the mark is on the volume before ScaleUp starts
+    assert {(r.namespace, r.name.rsplit("-", 1)[0]) for r in deletes} == \
+        {(old_ns, "restore-mayanode"), (new_ns, "restore-mayanode")}, described
+    scale_up = seen[up]
+    assert all(r.ended <= scale_up.started for r in [*deletes, *status_writes]), described
+    assert not [r for r in window if r.resource == "events" or r.is_("get", "deployments")
+                or (r.is_("list", "pods") and r.namespace != new_ns)], described
+    assert world.pods(old_ns, f"{naming.GROUP}/restore=move") == []
+    assert world.pods(new_ns, f"{naming.GROUP}/restore=move") == []
+    sources = {i["source"]: i["height"] for i in status["signStateInputs"]}
+    assert {"Backup", "OldNodeVolume", "ChainTip"} <= set(sources) and \
+        status["highWaterMark"]["height"] >= max(sources.values())
+    assert not world.sandbox.mocknet.double_signs
+
+
+def test_a_hand_off_whose_pass_dies_before_scale_up_is_recorded_checks_the_stop_again(world, node):
+    """The guard's and the sign state's records ride on ScaleUp's start. A pass that dies before that write (here:
+    every status write fails from the sign state's write on) leaves StopOldNode started only, and nothing scaled up.
+    The next pass, as a restarted operator's, sees the old node's pods gone again, reads its vote again, writes the
+    mark again, and only then records ScaleUp's start and scales up."""
+    from aiohttp import web
+    from kubernetes.client.exceptions import ApiException
+
+    from mayanode_operator.reconcile import noderestore
+    from mayanode_operator.sandbox.apiserver.handlers import request_info
+
+    _, peer = node
+    old, old_ns, new_ns = handoff_world(world, peer, "2")
+    state = {"stopping": False, "armed": False, "refused": 0, "scaled_up": 0, "old_reads": 0}
+
+    async def hook(request, call_next):
+        info = request_info(request)
+        if state["armed"] and (info.resource, info.subresource, info.namespace) == ("noderestores", "status", new_ns):
+            state["refused"] += 1
+            return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500,
+                                      "reason": "InternalError", "message": "the operator died here"}, status=500)
+        response = await call_next(request)
+        if (info.verb, info.resource, info.subresource, info.namespace, info.name) == \
+                ("patch", "deployments", "scale", old_ns, "mayanode"):
+            state["stopping"] = True
+        elif (info.verb, info.subresource) == ("connect", "exec") and state["stopping"]:
+            if info.namespace == new_ns and not state["refused"]:
+                state["armed"] = True            # the sign state was just written: the operator "dies" here
+            elif info.namespace == old_ns:
+                state["old_reads"] += 1
+        elif (info.verb, info.resource, info.subresource, info.namespace) == ("patch", "deployments", "scale", new_ns) \
+                and state["armed"]:
+            state["scaled_up"] += 1
+        return response
+
+    world.sandbox.api.add_request_hook(hook)
+    try:
+        with pytest.raises(ApiException):
+            for _ in range(200):
+                delay = world.call(reconcile_noderestore(world.runtime, new_ns, "move"))
+                world.call(asyncio.sleep(min(delay or 0.05, 0.3)))
+        assert state["refused"] and not state["scaled_up"] and state["old_reads"] == 1, state
+        stored = world.get(naming.NODERESTORE_PLURAL, new_ns, "move")["status"]
+        steps = {s["name"]: s for s in stored["steps"]}
+        assert "completedAt" not in steps["StopOldNode"] and "WriteSignState" not in steps, stored["steps"]
+        dep = world.call(world.runtime.kube.get_deployment(new_ns, "mayanode"))
+        assert dep["spec"]["replicas"] == 0
+        # A restarted operator: nothing of the dead one's memory, and its status writes go through.
+        state["armed"] = False
+        noderestore._SIGN_STATE_TARGETS.clear()
+        status = drive_in(world, new_ns, "move")
+    finally:
+        world.sandbox.api.remove_request_hook(hook)
+    assert status["phase"] == "Completed", status
+    assert state["old_reads"] == 2, state             # the vote was read again, after the pods were seen gone again
+    assert status["guard"]["method"] == "HandOff" and all(s.get("completedAt") for s in status["steps"])
+    sources = {i["source"]: i["height"] for i in status["signStateInputs"]}
+    assert "OldNodeVolume" in sources and status["highWaterMark"]["height"] >= max(sources.values())
+    assert world.pods(old_ns, f"{naming.GROUP}/restore=move") == []
+    assert world.pods(new_ns, f"{naming.GROUP}/restore=move") == []
+    assert not world.sandbox.mocknet.double_signs

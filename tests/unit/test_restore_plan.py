@@ -63,6 +63,24 @@ def test_a_hand_off_that_saw_the_stop_skips_the_silent_blocks():
     assert decide(finished, HANDOFF).action == plan.Action.COMPLETE
 
 
+HANDED_OFF = {"method": "HandOff", "passedAt": "2024-06-01T11:00:01Z"}
+
+
+@pytest.mark.parametrize("stored, guard, expected", [
+    # The guard's record rides on ScaleUp's start: lost with it, StopOldNode is run again (the stop is seen again).
+    (done(*ORDER[:5], started="StopOldNode"), {}, ("StopOldNode", True)),
+    # ScaleUp's start carries the guard's, the sign state's and the helpers' records; its own completion rides on
+    # WaitReady's start: lost, ScaleUp is resumed (helpers left are deleted, then scale to 1 again).
+    (done(*ORDER[:5], "StopOldNode", "WriteSignState", "RemoveHelpers", started="ScaleUp"), HANDED_OFF,
+     ("ScaleUp", True)),
+    (done(*ORDER[:5], "StopOldNode", "WriteSignState", "RemoveHelpers", "ScaleUp", started="WaitReady"), HANDED_OFF,
+     ("WaitReady", True)),
+], ids=["guard-record-lost", "scale-up-started", "ready-started"])
+def test_a_hand_off_resumes_where_its_last_write_left_it(stored, guard, expected):
+    decision = decide({**stored, "guard": guard} if guard else stored, HANDOFF)
+    assert (decision.action, decision.step, decision.resume) == (plan.Action.STEP, *expected)
+
+
 def test_guarded_condition_by_the_step_that_proved_it():
     before = done(*ORDER[:5], "StopOldNode", guard={"stopHeight": 9})
     conditions = {c.type: c for c in plan.conditions_for(before)}

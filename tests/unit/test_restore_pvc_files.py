@@ -55,3 +55,24 @@ def test_a_missing_home_has_no_files_and_an_answer_is_read():
                          ("find /data", ExecResult(0, b"/data\n/data/mayanode\n/data/mayanode/keyring-file\n", b"")))
     assert asyncio.run(files(found).top_level("localstate-*.json")) == {"localstate-a.json"}
     assert asyncio.run(files(found).dirs()) == {"mayanode", "mayanode/keyring-file"}
+
+
+def test_a_file_that_may_be_missing_is_read_in_one_exec():
+    """The hand-off reads the old node's vote with one `tar c` (no `find` first): tar's "No such file" (GNU or
+    busybox) means absent; any other complaint, or a failure that says nothing, is an error, never "absent"."""
+    from mayanode_operator.adapters.volumes import FileEntry, tar_of
+
+    state = FileEntry("mayanode/data/priv_validator_state.json", b'{"height":"7"}', 0o600, 1000, 1000, 1)
+    present = ScriptedExec(("tar", ExecResult(0, tar_of([state]), b"")))
+    read = asyncio.run(files(present).read_present(["data/priv_validator_state.json"]))
+    assert read["data/priv_validator_state.json"].data == b'{"height":"7"}' and len(present.commands) == 1
+    for code, stderr, out in ((2, b"tar: mayanode/data/priv_validator_state.json: Cannot stat: No such file or "
+                                  b"directory\ntar: Exiting with failure status due to previous errors\n", tar_of([])),
+                              (1, b"tar: can't open 'mayanode/data/priv_validator_state.json': No such file or "
+                                  b"directory\n", b"")):
+        missing = ScriptedExec(("tar", ExecResult(code, out, stderr)))
+        assert asyncio.run(files(missing).read_present(["data/priv_validator_state.json"])) == {}
+    for code, stderr in ((2, b"tar: mayanode/data: Cannot open: Permission denied\n"), (1, b"")):
+        broken = ScriptedExec(("tar", ExecResult(code, b"", stderr)))
+        with pytest.raises(VolumeError):
+            asyncio.run(files(broken).read_present(["data/priv_validator_state.json"]))

@@ -1,10 +1,11 @@
 """NodeRestore: load → decide (plan/restore.py) → run steps until one must wait → status. Sequencing only.
 
 Each step records its start in status before it acts and its completion before the next begins (`Ctx.save`),
-so a restarted operator resumes at the first step without `completedAt`. Steps that must happen once (scaling
-down, the Secret swap, stopping the old node, set-ip-address) are recorded before they act and look at the world
-before acting again on resume. Decisions (which step, the guard, the high-water mark, the lock) are pure functions
-in plan/restore*.py; this module does the I/O around them.
+so a restarted operator resumes at the first step without `completedAt`; a step that a restart may simply run
+again sends its completion with the next write (`defer`), which keeps the hand-off's path to one status write.
+Steps that must happen once (scaling down, the Secret swap, stopping the old node, scaling up, set-ip-address) are
+recorded before they act and look at the world before acting again on resume. Decisions (which step, the guard,
+the high-water mark, the lock) are pure functions in plan/restore*.py; this module does the I/O around them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import json
 import logging
 import posixpath
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -57,13 +58,8 @@ from .nodebackup import describe_validation_error, load_backup, read_identity
 from .runtime import Runtime
 
 logger = logging.getLogger(__name__)
-import os as _os
-def _t(label):
-    f = _os.environ.get("RESTORE_TRACE_FILE")
-    if f:
-        with open(f, "a") as h:
-            h.write(f"{time.time():.6f} {label}\n")
 STOP_WATCH_SECONDS = 3.0       # how long one pass watches the old node's pods end before it requeues
+STOP_POLL_SECONDS = 0.01
 
 TRANSIENT = (ApiException, urllib3.exceptions.HTTPError, OSError, aiohttp.ClientError, TimeoutError, LockConflict,
              EndpointFailure)
@@ -105,11 +101,16 @@ class Ctx:
     _backup: tuple[Any, list[BackupItem]] | None = field(default=None, repr=False)
     _events: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
     _stored: dict[str, Any] = field(default_factory=dict, repr=False)
-    # Hand-off hints within one pass (a restarted operator looks again): StopOldNode found the target without pods
-    # while it read the old node's vote, so WriteSignState, next, does not ask again; WriteSignState removed the
-    # other helpers while it wrote, so RemoveHelpers deletes only the one that wrote.
+    # Hand-off hints within one pass (a restarted operator, or the next pass, looks again). StopOldNode found the
+    # target without pods while it read the old node's vote, so WriteSignState, next, does not ask again; it read
+    # the target MayaNode then too, for ScaleUp; it deleted the leftover helpers before the stop, so only the ones
+    # in use are deleted after, by name; RemoveHelpers' deletions run while ScaleUp records its start.
     target_seen_down: bool = field(default=False, repr=False)
     helpers_swept: "SweptHelpers | None" = field(default=None, repr=False)
+    node_reread: "NodeRead | None" = field(default=None, repr=False)
+    helper_removal: "asyncio.Future[list[Any]] | None" = field(default=None, repr=False)
+    events_held: bool = field(default=False, repr=False)
+    _held: list[EventSpec] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         self._stored = dict(self.status)
@@ -148,8 +149,9 @@ class Ctx:
                    defer: bool = False) -> None:
         """Write the difference between what is stored and `new` (with its conditions), then the events.
 
-        `defer`: only for the completion of a step that may safely run again (it writes the same again): the record
-        goes out with the next write (at the latest when the pass ends), one request less on the hand-off's path."""
+        `defer`: only for the completion of a step that may safely run again (it checks and writes the same again):
+        the record goes out with the next write (at the latest when the pass ends), one request less on the
+        hand-off's path."""
         new = dict(new)
         new["observedGeneration"] = self.generation
         new["conditions"] = merge_conditions(self.status.get("conditions"), plan.conditions_for(new),
@@ -161,10 +163,21 @@ class Ctx:
 
     def emit(self, events: Sequence[EventSpec | None]) -> None:
         """Events go out while the next step runs (the pass waits for them before it ends): on the hand-off's path
-        every request counts as downtime."""
+        every request counts as downtime. Held ones wait for `release_events`."""
         wanted = [e for e in events if e is not None]
-        if wanted:
+        if wanted and self.events_held:
+            self._held.extend(wanted)
+        elif wanted:
             self._events.append(asyncio.create_task(self._emit(wanted)))
+
+    def hold_events(self) -> None:
+        """From the old node's stop to the new node's start, events wait: nothing but the hand-off's own requests
+        competes for the API server and this process then."""
+        self.events_held = True
+
+    def release_events(self) -> None:
+        held, self._held, self.events_held = self._held, [], False
+        self.emit(held)
 
     async def write(self) -> None:
         """Store what `status` holds now, if it differs from what is stored."""
@@ -186,6 +199,10 @@ class Ctx:
                 logger.warning("could not emit event %s: %s", event.reason, type(err).__name__)
 
     async def flush_events(self) -> None:
+        if self.helper_removal is not None:          # started by RemoveHelpers, left by a step that failed since
+            await asyncio.gather(self.helper_removal, return_exceptions=True)
+            self.helper_removal = None
+        self.release_events()
         while self._events:
             pending, self._events = self._events, []
             await asyncio.gather(*pending, return_exceptions=True)
@@ -264,7 +281,6 @@ async def run_pass(runtime: Runtime, ctx: Ctx, inputs: plan.RestoreInputs) -> fl
     namespace, name = ctx.namespace, ctx.name
     for _ in range(MAX_STEPS_PER_PASS):
         decision = plan.decide(inputs)
-        _t(f"decide {decision.step}")
         log = logger.debug if decision.resume or decision.action == plan.Action.IDLE else logger.info
         log("NodeRestore %s/%s: %s %s", namespace, name, decision.action.value, decision.step or "")
         try:
@@ -509,12 +525,13 @@ class ChainSource:
     tip: int
 
 
-async def chain_source(ctx: Ctx, nodes: Sequence[Mapping[str, Any]] | None = None) -> ChainSource | None:
-    """The first candidate RPC that answers and is not catching up."""
-    if nodes is None:
-        nodes = await list_mayanodes(ctx)
+async def chain_source(ctx: Ctx, nodes: Sequence[Mapping[str, Any]] | None = None, *,
+                       candidates: Sequence[str] | None = None) -> ChainSource | None:
+    """The first candidate RPC (`candidates`, or those of `nodes`) that answers and is not catching up."""
+    if candidates is None:
+        candidates = rpc_candidates(ctx, nodes if nodes is not None else await list_mayanodes(ctx))
     timeout = float(ctx.node_spec.api.timeout_seconds) if ctx.node_spec else 5.0
-    for url in rpc_candidates(ctx, nodes):
+    for url in candidates:
         try:
             status = parse_rpc_status(await fetch_json(ctx.runtime.http, f"{url}/status", timeout))
         except EndpointFailure:
@@ -609,13 +626,20 @@ async def delete_pod(ctx: Ctx, namespace: str, name: str) -> None:
             raise
 
 
-async def remove_helpers(ctx: Ctx, namespace: str, keep: str | None = None) -> int:
-    """Delete this restore's helper pods in `namespace` (all at once), but `keep`; how many there were (terminating
-    ones and `keep` included)."""
+async def remove_helpers(ctx: Ctx, namespace: str, keep: Collection[str] = ()) -> int:
+    """Delete this restore's helper pods in `namespace` (all at once), but those named in `keep`; how many there were
+    (terminating and kept ones included)."""
     pods = await ctx.runtime.kube.list_pods(namespace, {LABEL_RESTORE: ctx.name})
     await all_of(*(delete_pod(ctx, namespace, str(pod["metadata"]["name"])) for pod in pods
-                   if not (pod.get("metadata") or {}).get("deletionTimestamp") and pod["metadata"]["name"] != keep))
+                   if not (pod.get("metadata") or {}).get("deletionTimestamp") and pod["metadata"]["name"] not in keep))
     return len(pods)
+
+
+async def sweep_helpers(ctx: Ctx, keep: Collection[tuple[str, str]]) -> "SweptHelpers":
+    """Delete this restore's helpers in every namespace it uses, but those in `keep` (namespace, name)."""
+    found = await all_of(*(remove_helpers(ctx, ns, {name for n, name in keep if n == ns})
+                           for ns in helper_namespaces(ctx)))
+    return SweptHelpers(sum(found), frozenset(keep))
 
 
 def helper_namespaces(ctx: Ctx) -> list[str]:
@@ -625,11 +649,12 @@ def helper_namespaces(ctx: Ctx) -> list[str]:
 
 @dataclass(frozen=True)
 class SweptHelpers:
-    """Helpers were listed and deleted in this pass while the sign state was written, all but `kept` (the one that
-    wrote it, in the target's namespace); `found` counts the listed ones, `kept` included."""
+    """This pass listed this restore's helpers and deleted all but `kept` (namespace, name): the ones it still uses.
+    No helper starts after that in the pass, so deleting the kept ones by name leaves none. `found` counts the listed
+    ones, kept ones included."""
 
     found: int
-    kept: str
+    kept: frozenset[tuple[str, str]]
 
 
 class PvcFiles:
@@ -693,6 +718,27 @@ def targets(spec: MayaNodeSpec) -> dict[str, VolumeTarget]:
 # --------------------------------------------------------------------------------------------------
 # Workloads
 # --------------------------------------------------------------------------------------------------
+async def selectors_of(ctx: Ctx, namespace: str, spec: MayaNodeSpec) -> list[dict[str, str]]:
+    """The pod selectors (matchLabels) of the node's Deployments that exist."""
+    bodies = await all_of(*(ctx.runtime.kube.get_deployment(namespace, d)
+                            for d in (spec.mayanode.deployment, spec.bifrost.deployment)))
+    return [labels for body in bodies
+            if (labels := (((body or {}).get("spec") or {}).get("selector") or {}).get("matchLabels") or {})]
+
+
+async def pods_matching(ctx: Ctx, namespace: str, selectors: Sequence[Mapping[str, str]]) -> list[str]:
+    """The pods (terminating ones too) that one of `selectors` matches, in one LIST of the namespace."""
+    if not selectors:
+        return []
+    return [str(p["metadata"]["name"]) for p in await ctx.runtime.kube.list_pods(namespace, {})
+            if any(_selected(p, labels) for labels in selectors)]
+
+
+def _selected(pod: Mapping[str, Any], match_labels: Mapping[str, str]) -> bool:
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    return all(labels.get(k) == v for k, v in match_labels.items())
+
+
 async def pods_of(ctx: Ctx, namespace: str, spec: MayaNodeSpec) -> list[str]:
     workloads = Workloads(ctx.runtime.kube)
     found = await all_of(*(workloads.running_pods(namespace, deployment)
@@ -701,14 +747,13 @@ async def pods_of(ctx: Ctx, namespace: str, spec: MayaNodeSpec) -> list[str]:
 
 
 async def scale_to_zero(ctx: Ctx, namespace: str, spec: MayaNodeSpec) -> None:
-    """Both Deployments at once: in a hand-off, the later of the two old pods to end holds the new node back."""
+    """bifrost first, mayanode right after (not waiting for bifrost's pods): the validator stops last, so its gap in
+    signing is the shortest, and its pods are the last of the node's to end."""
     workloads = Workloads(ctx.runtime.kube)
-
-    async def one(deployment: str) -> None:
-        body = await ctx.runtime.kube.get_deployment(namespace, deployment)
+    order = (spec.bifrost.deployment, spec.mayanode.deployment)
+    for deployment, body in zip(order, await all_of(*(ctx.runtime.kube.get_deployment(namespace, d) for d in order))):
         if body is not None and int((body.get("spec") or {}).get("replicas", 1)) != 0:
             await workloads.scale(namespace, deployment, 0)
-    await all_of(*(one(d) for d in (spec.mayanode.deployment, spec.bifrost.deployment)))
 
 
 async def ensure_target_down(ctx: Ctx, step: str) -> None:
@@ -960,7 +1005,17 @@ async def step_stop_old(ctx: Ctx, resume: bool) -> None:
     if spec.mayanode.deployment not in missing:
         helper_pod = await helper(ctx, namespace, target, node_name=await mounting_node(ctx, namespace, spec))
     await prepare_sign_state(ctx)
-    nodes = await list_mayanodes(ctx)          # where the chain tip is read once the old node stopped
+    # Looked up now, so that once the old pods are gone only what has to come after the stop is asked for: where
+    # the chain tip is read, the pods of both nodes, the helpers (leftovers deleted; the two in use go after use).
+    assert ctx.node_spec is not None
+    in_use = {(ctx.namespace, _SIGN_STATE_TARGETS[_restore_key(ctx)].pod)}
+    if helper_pod is not None:
+        in_use.add((namespace, helper_pod))
+    nodes, old_selectors, target_selectors, ctx.helpers_swept = await all_of(
+        list_mayanodes(ctx), selectors_of(ctx, namespace, spec), selectors_of(ctx, ctx.namespace, ctx.node_spec),
+        sweep_helpers(ctx, in_use))
+    rpcs = rpc_candidates(ctx, nodes)
+    ctx.hold_events()
     if ref.suspend:
         if not (body.get("spec") or {}).get("suspend"):
             await asyncio.to_thread(ctx.runtime.kube.custom.patch_namespaced_custom_object, naming.GROUP,
@@ -968,8 +1023,7 @@ async def step_stop_old(ctx: Ctx, resume: bool) -> None:
                                     {"spec": {"suspend": True}}, _preload_content=False)
         await scale_to_zero(ctx, namespace, spec)
         # Every moment between the old pods' end and the new node's start is downtime: watch closely for a while.
-        pods = await pods_gone_within(ctx, namespace, spec, STOP_WATCH_SECONDS)
-        _t(f"gone {pods}")
+        pods = await pods_gone_within(ctx, namespace, old_selectors, STOP_WATCH_SECONDS)
     if pods:
         limit = ctx.spec.timeouts.scale_down_seconds if ref.suspend else ctx.spec.timeouts.guard_seconds
         if plan.deadline_passed(ctx.status, plan.STOP_OLD, limit, ctx.now):
@@ -977,17 +1031,16 @@ async def step_stop_old(ctx: Ctx, resume: bool) -> None:
                                                     f"after {limit}s")
         raise waiting(ctx, plan.STOP_OLD, f"waiting for the old node's pods {', '.join(sorted(pods))} to be gone")
     # Its pods are gone (the kubelet confirmed its containers ended): what it signed last is on its volume now. The
-    # chain tip, and whether the target still has no pod (checked again before the sign state is written to it,
-    # next), are read at the same time.
+    # chain tip, whether the target still has no pod (checked again before the sign state is written to it, next)
+    # and the target MayaNode (a suspend set since the pass began keeps it down at ScaleUp) are read at the same time.
     async def old_vote() -> dict[str, FileEntry]:
         if helper_pod is None:
             return {}
         return await PvcFiles(ctx, namespace, target, helper_pod).read_present([SIGN_STATE_PATH])
-    assert ctx.node_spec is not None
-    source, entry, target_pods = await all_of(chain_source(ctx, nodes), old_vote(),
-                                              pods_of(ctx, ctx.namespace, ctx.node_spec))
+    entry, target_pods, source, node_read = await all_of(
+        old_vote(), pods_matching(ctx, ctx.namespace, target_selectors), chain_source(ctx, candidates=rpcs),
+        read_node(ctx))
     stop_height = source.tip if source else None
-    _t("stop_old reads done")
     state = None
     if SIGN_STATE_PATH in entry:
         try:
@@ -1018,31 +1071,27 @@ async def step_stop_old(ctx: Ctx, resume: bool) -> None:
         g = guard_status(ctx, stopHeight=stop, method="HandOff", passedAt=plan.iso(ctx.now), chainTip=stop_height,
                          rpc=source.url if source else None)
         message += "; the guard passed (hand-off: the old node is stopped and its last vote is known)"
-        ctx.target_seen_down = not target_pods
+        ctx.target_seen_down, ctx.node_reread = not target_pods, node_read
     # A passed guard is recorded with the next write (ScaleUp's start, before anything starts): run again, this step
     # stops nothing new and reads the same vote, so losing the record costs a re-run, never a check.
     await ctx.save(plan.complete(ctx.status, plan.STOP_OLD, ctx.now, message,
                                  guard={k: v for k, v in g.items() if v is not None}, signStateInputs=inputs),
                    [plan.step_done_event(plan.STOP_OLD, message)], defer=proven)
-    _t("stop_old saved")
 
 
-async def pods_gone_within(ctx: Ctx, namespace: str, spec: MayaNodeSpec, seconds: float) -> list[str]:
-    """Poll the node's pods closely (every 20 ms, as a hand-run script would) for up to `seconds`; those left."""
-    deadline = time.monotonic() + seconds
-    selectors = []
-    for deployment in (spec.mayanode.deployment, spec.bifrost.deployment):
-        body = await ctx.runtime.kube.get_deployment(namespace, deployment)
-        labels = (((body or {}).get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-        if labels:
-            selectors.append(labels)
+async def pods_gone_within(ctx: Ctx, namespace: str, selectors: Sequence[Mapping[str, str]],
+                           seconds: float) -> list[str]:
+    """Poll the node's pods closely (every STOP_POLL_SECONDS) for up to `seconds`; those left. One LIST of the
+    namespace per poll, matched against both Deployments' selectors here: the request rate of a script that polls
+    each Deployment's pods every 20 ms, at twice its pace."""
+    start = time.monotonic()
     while True:
-        # Two LISTs per poll, as the script of the runbook makes (the selectors are read once).
-        pods = [str(p["metadata"]["name"]) for labels in selectors
-                for p in await ctx.runtime.kube.list_pods(namespace, labels)]
-        if not pods or time.monotonic() >= deadline:
+        pods = await pods_matching(ctx, namespace, selectors)
+        now = time.monotonic()
+        if not pods or now >= start + seconds:
             return pods
-        await asyncio.sleep(0.02)
+        # On a fixed beat, whatever a LIST takes (a beat a slow LIST overran is skipped, not made up for).
+        await asyncio.sleep(STOP_POLL_SECONDS - (now - start) % STOP_POLL_SECONDS)
 
 
 async def mounting_node(ctx: Ctx, namespace: str, spec: MayaNodeSpec) -> str | None:
@@ -1164,12 +1213,16 @@ async def step_sign_state(ctx: Ctx, resume: bool) -> None:
     entry = FileEntry(files.path(SIGN_STATE_PATH), chainkeys.render_priv_validator_state(mark.state), 0o600,
                       where.uid, where.gid, int(ctx.now.timestamp()))
     # One exec; the other helpers of this restore (the old node's, leftovers) are deleted meanwhile.
-    _, swept = await all_of(
-        files.session.write_files([entry], [DirEntry(d, 0o700) for d in where.missing_dirs]),
-        all_of(*(remove_helpers(ctx, ns, keep=where.pod if ns == ctx.namespace else None)
-                 for ns in helper_namespaces(ctx))))
-    ctx.helpers_swept = SweptHelpers(sum(swept), where.pod)
-    _t("sign state written")
+    writer = (ctx.namespace, where.pod)
+    swept, ctx.helpers_swept = ctx.helpers_swept, None
+    if swept is not None and writer in swept.kept:
+        others = [delete_pod(ctx, ns, name) for ns, name in swept.kept if (ns, name) != writer]
+        await all_of(files.session.write_files([entry], [DirEntry(d, 0o700) for d in where.missing_dirs]), *others)
+        swept = SweptHelpers(swept.found, frozenset({writer}))
+    else:
+        _, swept = await all_of(files.session.write_files([entry], [DirEntry(d, 0o700) for d in where.missing_dirs]),
+                                sweep_helpers(ctx, {writer}))
+    ctx.helpers_swept = swept
     inputs = list(ctx.status.get("signStateInputs") or ())
     if g.get("chainTip") is not None:
         inputs = [i for i in inputs if i.get("source") != guard.CHAIN_TIP]
@@ -1188,10 +1241,9 @@ async def step_sign_state(ctx: Ctx, resume: bool) -> None:
 async def step_remove_helpers(ctx: Ctx, resume: bool) -> None:
     swept, ctx.helpers_swept = ctx.helpers_swept, None
     if swept is not None:
-        # WriteSignState deleted the others in this pass, right before: only the helper that wrote is left.
-        _t("remove start")
-        await delete_pod(ctx, ctx.namespace, swept.kept)
-        _t("remove deleted")
+        # This pass deleted the others: only the helper that wrote the sign state is left. Its deletion goes out
+        # with ScaleUp's record; ScaleUp waits for it before it scales anything.
+        ctx.helper_removal = asyncio.ensure_future(all_of(*(delete_pod(ctx, ns, name) for ns, name in swept.kept)))
         found = swept.found
     else:
         found = sum(await all_of(*(remove_helpers(ctx, ns) for ns in helper_namespaces(ctx))))
@@ -1202,42 +1254,67 @@ async def step_remove_helpers(ctx: Ctx, resume: bool) -> None:
                    [plan.step_done_event(plan.REMOVE_HELPERS, message)], defer=True)
 
 
+@dataclass(frozen=True)
+class NodeRead:
+    """The MayaNode as read a moment ago in this pass (`body` None: it does not exist)."""
+
+    body: dict[str, Any] | None
+
+
+async def read_node(ctx: Ctx) -> NodeRead:
+    return NodeRead(await ctx.runtime.kube.get_custom(naming.MAYANODE_PLURAL, ctx.namespace, ctx.node_name))
+
+
 async def step_scale_up(ctx: Ctx, resume: bool) -> None:
     assert ctx.node_spec is not None
     spec = ctx.node_spec
     previous = ctx.status.get("previousReplicas") or {}
     message = f"scaling {spec.mayanode.deployment} and {spec.bifrost.deployment} back up"
     # Recorded before anything is scaled (a restart then scales to 1 again, and never writes the sign state over what
-    # the node signed since); the MayaNode is read at the same time, for a suspend set since the pass began.
+    # the node signed since); the MayaNode is read at the same time (in a hand-off, once the old pods were gone),
+    # for a suspend set since the pass began.
     first = plan.step_record(ctx.status, plan.SCALE_UP) is None
-    _t("scale_up start")
-    node, _ = await all_of(
-        ctx.runtime.kube.get_custom(naming.MAYANODE_PLURAL, ctx.namespace, ctx.node_name),
-        ctx.save(plan.begin(ctx.status, plan.SCALE_UP, ctx.now, message)) if first else asyncio.sleep(0))
-    if ((node or {}).get("spec") or {}).get("suspend"):
+    if not first:
+        # Started before (a restart, or a failure since): a helper whose deletion did not go through goes first.
+        await all_of(*(remove_helpers(ctx, ns) for ns in helper_namespaces(ctx)))
+    removal, ctx.helper_removal = ctx.helper_removal, None
+    node, ctx.node_reread = ctx.node_reread, None
+    begun = ctx.save(plan.begin(ctx.status, plan.SCALE_UP, ctx.now, message)) if first else asyncio.sleep(0)
+    removed = removal if removal is not None else asyncio.sleep(0)
+    if node is None:
+        node, _, _ = await all_of(read_node(ctx), begun, removed)
+    else:
+        await all_of(begun, removed)
+    if ((node.body or {}).get("spec") or {}).get("suspend"):
         await complete(ctx, plan.SCALE_UP, "the MayaNode is suspended (spec.suspend: true): left at 0 replicas")
         return
     if first:
         ctx.emit([plan.step_start_event(plan.SCALE_UP, message)])
     workloads = Workloads(ctx.runtime.kube)
     wanted = {spec.mayanode.deployment: 1, spec.bifrost.deployment: 1}
-    _t("scale_up saved")
-    await asyncio.gather(*(workloads.scale(ctx.namespace, d, r) for d, r in wanted.items()))
-    _t("scaled")
+    for deployment, replicas in wanted.items():          # mayanode first: the validator's gap is the one to keep short
+        await workloads.scale(ctx.namespace, deployment, replicas)
     was = ", ".join(f"{k} {v}" for k, v in sorted(previous.items()))
-    await complete(ctx, plan.SCALE_UP, ", ".join(f"{d}={r}" for d, r in wanted.items()) + f" (before: {was})")
+    done = ", ".join(f"{d}={r}" for d, r in wanted.items()) + f" (before: {was})"
+    # Run again, this step scales to 1 again: its record goes with WaitReady's, while the new pods start.
+    await ctx.save(plan.complete(ctx.status, plan.SCALE_UP, ctx.now, done), [plan.step_done_event(plan.SCALE_UP, done)],
+                   defer=True)
 
 
 async def step_ready(ctx: Ctx, resume: bool) -> None:
     assert ctx.spec is not None and ctx.node_spec is not None
     spec = ctx.node_spec
-    if not resume:
-        await ctx.save(plan.begin(ctx.status, plan.READY, ctx.now, "waiting for the restored node to be Ready"))
     wanted = {spec.mayanode.deployment: 1, spec.bifrost.deployment: 1}
     scale_up = plan.step_record(ctx.status, plan.SCALE_UP) or {}
     if "left at 0" in str(scale_up.get("message") or ""):
         await complete(ctx, plan.READY, "not started: the MayaNode is suspended")
         return
+    if not resume:
+        # Pods scaled up a moment ago are not Ready: the first look is one poll later, and the records and events of
+        # the steps before go out with it, not while the new pods start.
+        await ctx.save(plan.begin(ctx.status, plan.READY, ctx.now, "waiting for the restored node to be Ready"),
+                       defer=True)
+        await asyncio.sleep(ctx.poll)
     not_ready = []
     for deployment, replicas in wanted.items():
         body = await ctx.runtime.kube.get_deployment(ctx.namespace, deployment)
