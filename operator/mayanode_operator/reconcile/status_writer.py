@@ -88,19 +88,14 @@ class StatusWriter:
 
         The caller acts on the record only if this returns; when it raises, the record may still have landed,
         and is remembered as one whose action was not taken."""
-        patch = merge_patch(self.stored, part)
-        if not patch:
-            return
-        after = apply_merge_patch(self.stored, patch)
-        try:
-            await self._patch_status(patch)
-        except BaseException:
-            if self._unsent is not None:
-                for key in patch:
-                    self._unsent.remember(self._uid, key, stored_as=after.get(key), plan_from=self.stored.get(key))
-                self.left_unsent = True
-            raise
-        self.stored = after
+        patch, before = merge_patch(self.stored, part), self.stored
+
+        def not_taken(unsent: UnsentRecords, after: Mapping[str, Any]) -> None:
+            for key in patch:
+                unsent.remember(self._uid, key, stored_as=after.get(key), plan_from=before.get(key))
+            self.left_unsent = True
+
+        after = await self._write(patch, not_taken)
         for key in patch:
             self._recorded[key] = after.get(key)
             if self._unsent is not None:
@@ -113,16 +108,25 @@ class StatusWriter:
     async def write_final(self, new_status: Mapping[str, Any]) -> None:
         """The end-of-pass patch, written. When it fails, each record of this pass that it would have corrected (a
         transaction recorded as sent that did not go out) is remembered with its corrected value."""
-        patch = self.final_patch(new_status)
-        if not patch:
-            return
+
+        def not_corrected(unsent: UnsentRecords, after: Mapping[str, Any]) -> None:
+            for key, recorded in self._recorded.items():
+                if after.get(key) != recorded:
+                    unsent.remember(self._uid, key, stored_as=recorded, plan_from=after.get(key))
+
+        await self._write(self.final_patch(new_status), not_corrected)
+
+    async def _write(self, patch: Mapping[str, Any],
+                     on_unknown: Callable[[UnsentRecords, Mapping[str, Any]], None]) -> Mapping[str, Any]:
+        """Send `patch` (if any) and keep `stored` in step; on a failure, `on_unknown` gets what it would have made."""
         after = apply_merge_patch(self.stored, patch)
+        if not patch:
+            return after
         try:
             await self._patch_status(patch)
         except BaseException:
             if self._unsent is not None:
-                for key, recorded in self._recorded.items():
-                    if after.get(key) != recorded:
-                        self._unsent.remember(self._uid, key, stored_as=recorded, plan_from=after.get(key))
+                on_unknown(self._unsent, after)
             raise
         self.stored = after
+        return after
