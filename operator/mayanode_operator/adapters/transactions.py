@@ -77,9 +77,13 @@ class NodeTransactions:
             secret = None if pod is None else await self._kube.read_secret(signer.namespace, signer.password_secret)
         except (ApiException, urllib3.exceptions.HTTPError, OSError, TimeoutError) as err:
             status = f" (HTTP {err.status})" if isinstance(err, ApiException) else ""
+            logger.info("transaction %s in %s: not sent, its pod or password Secret could not be read: %s%s",
+                        request.subcommand, signer.namespace, type(err).__name__, status)
             return TxOutcome("transient", None, None, "", f"not sent: reading its pod and password Secret failed: "
                                                           f"{type(err).__name__}{status}")
         if pod is None:
+            logger.info("transaction %s in %s: not sent, no ready pod of deployment %s", request.subcommand,
+                        signer.namespace, signer.deployment)
             return TxOutcome("transient", None, None, "",
                              f"not sent: no ready pod of deployment {signer.deployment} to run it in")
         if secret is None or signer.password_key not in secret:

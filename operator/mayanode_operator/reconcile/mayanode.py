@@ -100,6 +100,7 @@ async def run_facet(facet: Facet, ctx: NodeContext) -> FacetOutcome:
         return await facet.reconcile(ctx)
     except (ApiException, urllib3.exceptions.HTTPError, OSError, aiohttp.ClientError, TimeoutError) as err:
         message = f"{facet.name}: {type(err).__name__}: {str(err)[:300]}"
+        logger.warning("facet %s of %s/%s failed: %s", facet.name, ctx.namespace, ctx.name, type(err).__name__)
         return FacetOutcome(
             conditions=[Condition(f"{facet.name}Healthy", "False", "TransientError", message)],
             requeue_after=15.0,

@@ -16,6 +16,7 @@ be in flight. Another process (after a restart) does not know, and keeps to the 
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from ..plan.patches import apply_merge_patch, merge_patch
 
 __all__ = ["StatusWriter", "UnsentRecords", "apply_merge_patch"]
 
+logger = logging.getLogger(__name__)
 PatchStatus = Callable[[Mapping[str, Any]], Awaitable[Any]]
 
 
@@ -59,11 +61,14 @@ class UnsentRecords:
         for key, known in list(self._by_object.get(uid, {}).items()):
             value = stored.get(key)
             if value == known.stored_as:
+                logger.info("status.%s of %s: planned from what this process knows, not from its stored record",
+                            key, uid)
                 if known.plan_from is None:
                     status.pop(key, None)
                 else:
                     status[key] = copy.deepcopy(known.plan_from)
             elif value != known.plan_from:
+                logger.info("status.%s of %s: stored as neither known value; the stored one counts", key, uid)
                 self.forget(uid, key)
         return status
 
