@@ -178,3 +178,19 @@ async def test_a_status_write_whose_answer_was_lost_is_read_back(kube):
         await api.patch_custom_status("mayanodes", NS, "n", {"phase": "Degraded"})
     assert raised.value.status == 504
     assert server.store.get("mayanodes", "n", NS)["status"]["phase"] == "Running"
+
+
+async def test_a_read_that_met_a_server_error_is_tried_again_a_write_is_not(kube):
+    api, server = kube
+    await api.create_configmap(NS, {"metadata": {"name": "cm"}, "data": {"a": "1"}})
+    server.add_request_hook(Answer(500, method="GET", times=2))
+    assert (await api.get_configmap(NS, "cm"))["data"] == {"a": "1"}
+    assert [m for m, _, _ in api.seen].count("GET") == 3
+    server.add_request_hook(Answer(503, method="GET", times=100))
+    with pytest.raises(ApiException) as raised:                        # not forever
+        await api.get_configmap(NS, "cm")
+    assert raised.value.status == 503 and [m for m, _, _ in api.seen].count("GET") == 3 + 4
+    server.add_request_hook(Answer(500, method="PATCH", times=1))
+    with pytest.raises(ApiException):                                  # a write's 500 is the caller's to judge
+        await api.patch_configmap(NS, "cm", {"data": {"a": "2"}})
+    assert [m for m, _, _ in api.seen].count("PATCH") == 1

@@ -194,11 +194,13 @@ async def test_errors_are_the_api_exceptions_of_the_official_client(server, tmp_
         assert isinstance(raised.value.headers, urllib3.HTTPHeaderDict)
         assert raised.value.headers["content-type"].startswith("application/json")
 
-        server.add_request_hook(Refuse(500))
+        refuse = Refuse(500, times=100)                        # a read's 5xx is tried again: it has to last
+        server.add_request_hook(refuse)
         with pytest.raises(ApiException) as raised:
             await api.get_deployment(NS, "mayanode")
         assert type(raised.value).__name__ == "ServiceException" and raised.value.status == 500
         assert raised.value.headers.get("x-why") == "test" and "refused" in raised.value.body
+        server.remove_request_hook(refuse)
         assert await api.get_deployment(NS, "absent") is None
     finally:
         await close_api(api)

@@ -46,6 +46,8 @@ from ..plan.patches import apply_merge_patch
 MERGE_PATCH = "application/merge-patch+json"
 THROTTLE_RETRIES = 3                  # a 429 is tried again this many times, each after the server's Retry-After
 MAX_RETRY_AFTER_SECONDS = 10.0
+READ_RETRY_STATUSES = frozenset({500, 502, 503, 504})
+READ_RETRY_SECONDS = 0.1              # a GET that met a server error is tried again after 0.1, 0.2, 0.3 s
 CUSTOM_OBJECTS = "/apis/{group}/{version}/namespaces/{namespace}/{plural}"
 CUSTOM_OBJECT = CUSTOM_OBJECTS + "/{name}"
 READ_RETRIES = 3                      # a GET whose connection failed is tried again, as urllib3's default Retry does
@@ -256,7 +258,9 @@ class KubeApi:
 
     async def _rest(self, method: str, path: str, params: Mapping[str, str], *, query: Mapping[str, Any] | None = None,
                     body: Any = None, content_type: str | None = None) -> dict[str, Any]:
-        """One call; a 429 (the server did not process it) is tried again after its Retry-After, as client-go does."""
+        """One call; a 429 (the server did not process it) is tried again after its Retry-After, as client-go does, and
+        a read that met a server error (5xx) again shortly: a read changes nothing, and one failed read would fail
+        the whole pass, whose retry backs off for longer."""
         for attempt in range(THROTTLE_RETRIES + 1):
             try:
                 reads = self._reads_here(method)
@@ -265,9 +269,14 @@ class KubeApi:
                 return _decode(await asyncio.to_thread(self._request, method, path, params, query, body,
                                                        content_type))
             except ApiException as err:
-                if err.status != 429 or attempt == THROTTLE_RETRIES:
+                if attempt == THROTTLE_RETRIES:
                     raise
-                await asyncio.sleep(retry_after_seconds(err))
+                if err.status == 429:
+                    await asyncio.sleep(retry_after_seconds(err))
+                elif method == "GET" and err.status in READ_RETRY_STATUSES:
+                    await asyncio.sleep(READ_RETRY_SECONDS * (attempt + 1))
+                else:
+                    raise
         raise AssertionError("unreachable")
 
     async def _get_or_none(self, path: str, params: Mapping[str, str]) -> dict[str, Any] | None:
