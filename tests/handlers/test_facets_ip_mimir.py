@@ -193,6 +193,35 @@ async def test_a_new_address_goes_to_the_configmaps_then_on_record_then_on_chain
                  [c[0] for c in exec_.calls], caplog.text)
 
 
+class RefusedExec(FakeExec):
+    """Every exec is refused at its upgrade: the command never runs."""
+
+    async def run(self, namespace, pod_name, container, command, stdin=None, timeout=120.0):
+        from mayanode_operator.adapters.exec import ExecError
+
+        self.calls.append((list(command), stdin))
+        raise ExecError(f"exec into {namespace}/{pod_name} ({container}) refused: HTTP 500 Internal Server Error")
+
+
+async def test_what_the_send_taught_reaches_the_status_when_the_restart_after_it_fails(monkeypatch):
+    from kubernetes.client.exceptions import ApiException
+
+    journal = Journal()
+    kube, exec_ = FakeKube(journal, ingress={"ip": LB_IP}), RefusedExec(journal)
+
+    def failing_patch(name, namespace, body, **kwargs):
+        raise ApiException(status=500, reason="Internal Server Error")
+
+    monkeypatch.setattr(kube.apps, "patch_namespaced_deployment", failing_patch)
+    facet = ExternalIPFacet(transactions=transactions(exec_))
+    outcome = await facet.reconcile(make_ctx(kube, journal, spec={"externalIP": {"announce": True}},
+                                             observed=registered("")))
+    assert len(exec_.calls) == 3                                         # refused before it ran: tried again
+    assert "pending" not in outcome.status["externalIP"]                  # not sent: not left "sent" on record
+    assert outcome.status["externalIP"]["lastFailure"]["transient"] is True
+    assert [(c.type, c.reason) for c in outcome.conditions] == [("ExternalIPAssigned", "RestartFailed")]
+
+
 async def test_the_next_pass_confirms_and_sends_nothing():
     journal = Journal()
     kube, exec_ = FakeKube(journal, ingress={"ip": LB_IP}, cm_value=LB_IP), FakeExec(journal)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import aiohttp
+import urllib3
+from kubernetes.client.exceptions import ApiException
 
 from ..adapters.workloads import UnsafeWorkloadChange, Workloads
 from ..api import naming
@@ -32,6 +35,7 @@ from .node_tx import TransactionsFactory, chain_height, halts_of, kubernetes_tra
 from .facets import FacetOutcome, NodeContext
 
 STATUS_KEY = "externalIP"
+TRANSIENT_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError, aiohttp.ClientError, TimeoutError)
 PROGRESS_REQUEUE_SECONDS = 3.0       # look again soon while the chain or the pods catch up (about a block)
 
 
@@ -86,7 +90,16 @@ class ExternalIPFacet:
             events += sent_events
 
         if plan.deployment_changes and address:
-            refused = await self._change_deployments(ctx, address, plan.deployment_changes, events)
+            try:
+                refused = await self._change_deployments(ctx, address, plan.deployment_changes, events)
+            except TRANSIENT_ERRORS as err:
+                # What the send taught this pass (sent, or certainly not) must reach the status all the same: an
+                # exception here would leave the record saying "sent" for a transaction that did not go out.
+                if plan.announce is None:
+                    raise
+                refused = None
+                condition = Condition(CONDITION, "False", "RestartFailed",
+                                      f"restarting the pods for {address} failed ({type(err).__name__}); retrying")
             if refused:
                 condition = Condition(CONDITION, "False", "RestartRefused", refused)
                 events.append(EventSpec("Warning", "ActionRefused", refused))
