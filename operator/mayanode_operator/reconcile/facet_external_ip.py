@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import aiohttp
-import urllib3
-from kubernetes.client.exceptions import ApiException
 
 from ..adapters.workloads import UnsafeWorkloadChange, Workloads
 from ..api import naming
@@ -33,9 +30,9 @@ from ..plan.external_ip import iso as _iso
 from .node_tx import TransactionsFactory, chain_height, halts_of, kubernetes_transactions, node_signer
 
 from .facets import FacetOutcome, NodeContext
+from .runtime import TRANSIENT_ERRORS
 
 STATUS_KEY = "externalIP"
-TRANSIENT_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError, aiohttp.ClientError, TimeoutError)
 PROGRESS_REQUEUE_SECONDS = 3.0       # look again soon while the chain or the pods catch up (about a block)
 
 

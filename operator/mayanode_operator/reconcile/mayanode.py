@@ -7,7 +7,6 @@ import dataclasses
 import logging
 from typing import Any
 
-import aiohttp
 import urllib3
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
@@ -25,7 +24,7 @@ from ..plan.patches import merge_patch
 from .facet_order import FACETS
 from .facets import Facet, FacetOutcome, NodeContext, active_restore_for
 from .queue import jittered
-from .runtime import Runtime
+from .runtime import TRANSIENT_ERRORS, Runtime
 from .status_writer import StatusWriter
 
 logger = logging.getLogger(__name__)
@@ -98,7 +97,7 @@ async def run_facet(facet: Facet, ctx: NodeContext) -> FacetOutcome:
     """A facet that cannot reach what it needs reports it in its own condition; the others go on."""
     try:
         return await facet.reconcile(ctx)
-    except (ApiException, urllib3.exceptions.HTTPError, OSError, aiohttp.ClientError, TimeoutError) as err:
+    except TRANSIENT_ERRORS as err:
         message = f"{facet.name}: {type(err).__name__}: {str(err)[:300]}"
         logger.warning("facet %s of %s/%s failed: %s", facet.name, ctx.namespace, ctx.name, type(err).__name__)
         return FacetOutcome(

@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import aiohttp
-import urllib3
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
@@ -62,13 +60,13 @@ from ..plan.backup_verify import (
 )
 from ..plan.conditions import merge_conditions
 from ..plan.patches import merge_patch
-from .runtime import Runtime
+from .runtime import TRANSIENT_ERRORS, Runtime
 
 logger = logging.getLogger(__name__)
 
 IMPORT_MANIFEST_ANNOTATION = f"{naming.GROUP}/imported-manifest"
 IMPORT_META_ANNOTATION = f"{naming.GROUP}/imported-backup"
-TRANSIENT = (ApiException, urllib3.exceptions.HTTPError, OSError, aiohttp.ClientError, TimeoutError)
+TRANSIENT = TRANSIENT_ERRORS
 
 
 store_key = deletion.store_key

@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import aiohttp
-import urllib3
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
@@ -55,14 +53,13 @@ from ..plan.transactions import TxRequest
 from .node_tx import kubernetes_transactions
 from .nodebackup import backup_location as nodebackup_location
 from .nodebackup import describe_validation_error, load_backup, read_identity
-from .runtime import Runtime
+from .runtime import TRANSIENT_ERRORS, Runtime
 
 logger = logging.getLogger(__name__)
 STOP_WATCH_SECONDS = 3.0       # how long one pass watches the old node's pods end before it requeues
 STOP_POLL_SECONDS = 0.01
 
-TRANSIENT = (ApiException, urllib3.exceptions.HTTPError, OSError, aiohttp.ClientError, TimeoutError, LockConflict,
-             EndpointFailure)
+TRANSIENT = (*TRANSIENT_ERRORS, LockConflict, EndpointFailure)
 LABEL_RESTORE = f"{naming.GROUP}/restore"
 MAX_STEPS_PER_PASS = 32
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import aiohttp
+import urllib3
+from kubernetes.client.exceptions import ApiException
 
 from .. import __version__
 from ..adapters.kube import KubeApi, make_api_client
@@ -19,6 +21,9 @@ from .status_writer import UnsentRecords
 logger = logging.getLogger(__name__)
 
 ObjectKey = tuple[str, str, str]      # (plural, namespace, name)
+
+# The API server or a node answered with an error, or not at all: worth trying again later.
+TRANSIENT_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError, aiohttp.ClientError, TimeoutError)
 
 
 def utcnow() -> datetime:
