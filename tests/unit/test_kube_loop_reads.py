@@ -52,10 +52,12 @@ class Recorder:
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, str, dict[str, str | None]]] = []
+        self.bodies: list[bytes] = []
         self.peer_subjects: list[str | None] = []
 
     async def __call__(self, request, call_next):
         self.seen.append((request.method, request.path_qs, {h: request.headers.get(h) for h in COMPARED_HEADERS}))
+        self.bodies.append(await request.read())
         ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
         cert = ssl_object.getpeercert() if ssl_object is not None else None
         self.peer_subjects.append(dict(item[0] for item in cert["subject"])["commonName"] if cert else None)
@@ -135,7 +137,7 @@ async def test_reads_send_the_requests_and_give_the_answers_of_the_official_clie
     assert sorted(p["metadata"]["name"] for p in expected[2]) == ["bifrost-0", "mayanode-0"]
 
 
-async def test_writes_stay_on_the_official_client(server, tmp_path, monkeypatch):
+async def test_writes_other_than_merge_patches_stay_on_the_official_client(server, tmp_path, monkeypatch):
     api = await open_api(kubeconfig(tmp_path / "kubeconfig", server.url))
     calls: list[str] = []
     original = KubeApi._request
@@ -148,9 +150,48 @@ async def test_writes_stay_on_the_official_client(server, tmp_path, monkeypatch)
     try:
         await api.create_configmap(NS, {"metadata": {"name": "cm"}, "data": {"a": "1"}})
         assert (await api.get_configmap(NS, "cm"))["data"] == {"a": "1"}
+        await api.patch_configmap(NS, "cm", {"data": {"a": "2"}})
     finally:
         await close_api(api)
     assert calls == ["POST"]
+
+
+async def test_merge_patches_send_the_requests_and_bodies_of_the_official_client(server, tmp_path):
+    """A status merge patch (an idle node's height, once a minute) and a ConfigMap's: same method, URL, headers and
+    body as the official client sends, same answer."""
+    from mayanode_operator.api.crdgen import all_crds
+    server.store.create("customresourcedefinitions", next(
+        crd for crd in all_crds() if crd["spec"]["names"]["plural"] == "mayanodes"))
+    server.store.create("mayanodes", {"apiVersion": "maya.nodeops.io/v1alpha1", "kind": "MayaNode",
+                                      "metadata": {"name": "node", "namespace": NS},
+                                      "spec": {"network": "mocknet"}}, NS)
+    config_file = kubeconfig(tmp_path / "kubeconfig", server.url, user={"token": "secret-token"})
+
+    async def patches(api: KubeApi, n: int) -> list:
+        status = await api.patch_custom_status("mayanodes", NS, "node", {"chain": {"height": n, "note": None}})
+        configmap = await api.patch_configmap(NS, "cm", {"data": {"a": str(n)}, "metadata": {"annotations": None}})
+        return [status["status"], configmap["data"]]
+
+    threaded = KubeApi(make_api_client(config_file))
+    threaded.api_client.user_agent = "mayanode-operator/test"
+    await threaded.create_configmap(NS, {"metadata": {"name": "cm"}, "data": {"a": "0"}})
+    server.recorder.seen.clear()
+    server.recorder.bodies.clear()
+    expected = await patches(threaded, 7)
+    threaded_requests, threaded_bodies = list(server.recorder.seen), list(server.recorder.bodies)
+    server.recorder.seen.clear()
+    server.recorder.bodies.clear()
+
+    api = await open_api(config_file)
+    try:
+        assert await patches(api, 7) == expected == [{"chain": {"height": 7}}, {"a": "7"}]
+    finally:
+        await close_api(api)
+        threaded.api_client.close()
+    assert server.recorder.seen == threaded_requests
+    assert [json.loads(body) for body in server.recorder.bodies] == [json.loads(body) for body in threaded_bodies]
+    assert [method for method, _, _ in threaded_requests] == ["PATCH", "PATCH"]
+    assert all(headers["Content-Type"] == "application/merge-patch+json" for _, _, headers in threaded_requests)
 
 
 async def test_reads_from_another_event_loop_go_through_the_official_client(server, tmp_path, monkeypatch):
@@ -432,7 +473,7 @@ async def test_a_proxy_keeps_the_reads_on_the_official_client(server, tmp_path):
     api = KubeApi(make_api_client(config_file))
     try:
         assert await api.open_loop_reads(limit=8) == "a proxy"
-        assert api._reads_here("GET") is None
+        assert api._loop_reads_for("GET", None) is None
     finally:
         await close_api(api)
 

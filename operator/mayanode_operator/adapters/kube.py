@@ -3,11 +3,12 @@
 Calls are synchronous in the client, so they run in worker threads. Answers are read raw and returned as
 the JSON dicts the server sent.
 
-Reads (GETs) can instead be served on the event loop (`KubeApi.open_loop_reads`, done by the operator's runtime):
-an aiohttp session set up from the same configuration (server, CA or insecure, client certificate, proxy decides
-against it, bearer token through the client's own refresh hook), sending the same URL and headers and raising the
-same ApiException. Every reconcile makes six reads; in worker threads, the thread hand-offs and the synchronous
-client's HTTP code cost most of the operator's CPU. Writes, exec and streams stay on the official client.
+Reads (GETs) and JSON merge patches can instead be served on the event loop (`KubeApi.open_loop_reads`, done by
+the operator's runtime): an aiohttp session set up from the same configuration (server, CA or insecure, client
+certificate, proxy decides against it, bearer token through the client's own refresh hook), sending the same URL,
+headers and body and raising the same ApiException. Every reconcile makes six reads, and an idle node's status is
+patched once a minute (its height); in worker threads, the thread hand-offs and the synchronous client's HTTP code
+cost most of the operator's CPU. Other writes, exec and streams stay on the official client.
 
 The methods below go through the ApiClient's REST layer (same configuration, auth, connection pool, User-Agent
 and ApiException as the typed APIs), not through CoreV1Api/AppsV1Api: the typed APIs of the client import and
@@ -115,7 +116,7 @@ def bearer_authorization(configuration: k8s.Configuration) -> str | None:
 
 
 class LoopReads:
-    """GETs on an aiohttp session of one event loop, as the official client would send them."""
+    """GETs and merge patches on an aiohttp session of one event loop, as the official client would send them."""
 
     def __init__(self, configuration: k8s.Configuration, ssl_context: ssl.SSLContext | None, limit: int) -> None:
         self.configuration = configuration
@@ -147,13 +148,17 @@ class LoopReads:
             return self._authorization
 
     async def get(self, url: str, headers: dict[str, str]) -> bytes:
+        return await self.send("GET", url, headers)
+
+    async def send(self, method: str, url: str, headers: dict[str, str], data: bytes | None = None) -> bytes:
         """The body of a 2xx answer; ApiException (built as the official client builds it) otherwise. A 401 is tried
         once more with the token read again: a token that the hook would have refreshed may be reused for up to
-        AUTHORIZATION_TTL_SECONDS."""
+        AUTHORIZATION_TTL_SECONDS. Only for requests that may be repeated (GET, a merge patch): a failed connection
+        is tried again."""
         renew = False
         while True:
             authorization = await self.authorization(renew=renew)
-            status, reason, body, response_headers = await self._get_once(url, headers, authorization)
+            status, reason, body, response_headers = await self._send_once(method, url, headers, data, authorization)
             if 200 <= status <= 299:
                 return body
             if status == 401 and not renew and authorization is not None:
@@ -162,14 +167,15 @@ class LoopReads:
             raise ApiException.from_response(http_resp=SimpleNamespace(
                 status=status, reason=reason, data=body, headers=response_headers), body=None, data=None)
 
-    async def _get_once(self, url: str, headers: dict[str, str],
-                        authorization: str | None) -> tuple[int, str, bytes, urllib3.HTTPHeaderDict]:
+    async def _send_once(self, method: str, url: str, headers: dict[str, str], data: bytes | None,
+                         authorization: str | None) -> tuple[int, str, bytes, urllib3.HTTPHeaderDict]:
         if authorization:
             headers = {**headers, "authorization": authorization}
         for attempt in range(READ_RETRIES + 1):
             try:
-                async with self._session.get(URL(url, encoded=True), headers=headers, allow_redirects=True,
-                                             server_hostname=self._server_hostname) as response:
+                async with self._session.request(method, URL(url, encoded=True), headers=headers, data=data,
+                                                 allow_redirects=method == "GET",
+                                                 server_hostname=self._server_hostname) as response:
                     body = await response.read()
                     if 200 <= response.status <= 299:
                         return response.status, "", body, urllib3.HTTPHeaderDict()
@@ -239,20 +245,27 @@ class KubeApi:
             raise ApiException.from_response(http_resp=response, body=None, data=None)
         return response.response
 
-    async def _get_on_loop(self, reads: LoopReads, path: str, params: Mapping[str, str],
-                           query: Mapping[str, Any] | None) -> dict[str, Any]:
-        """A GET as `_request` sends it (the client serializes the URL and headers; the token comes from `reads`)."""
-        _, url, headers, _, _ = self.api_client.param_serialize(
-            method="GET", resource_path=path, path_params=dict(params),
+    async def _send_on_loop(self, reads: LoopReads, method: str, path: str, params: Mapping[str, str],
+                            query: Mapping[str, Any] | None, body: Any, content_type: str | None) -> dict[str, Any]:
+        """A request as `_request` sends it (the client serializes the URL, headers and body; the token comes from
+        `reads`)."""
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type or "application/json"
+        _, url, headers, body, _ = self.api_client.param_serialize(
+            method=method, resource_path=path, path_params=dict(params),
             query_params=[(key, value) for key, value in (query or {}).items() if value is not None],
-            header_params={"Accept": "application/json"}, auth_settings=None,
+            header_params=headers, body=body, auth_settings=None,
         )
-        data = await reads.get(url, headers)
+        data = await reads.send(method, url, headers, None if body is None else json.dumps(body).encode())
         return json.loads(data) if data else {}
 
-    def _reads_here(self, method: str) -> LoopReads | None:
+    def _loop_reads_for(self, method: str, content_type: str | None) -> LoopReads | None:
+        """The loop session for a request that may be repeated (a GET; a merge patch, which applied twice gives what it
+        gives once), when it was opened on the running loop."""
         reads = self._loop_reads
-        if method != "GET" or reads is None or reads.loop is not asyncio.get_running_loop():
+        repeatable = method == "GET" or (method == "PATCH" and content_type == MERGE_PATCH)
+        if not repeatable or reads is None or reads.loop is not asyncio.get_running_loop():
             return None
         return reads
 
@@ -263,9 +276,9 @@ class KubeApi:
         the whole pass, whose retry backs off for longer."""
         for attempt in range(THROTTLE_RETRIES + 1):
             try:
-                reads = self._reads_here(method)
+                reads = self._loop_reads_for(method, content_type)
                 if reads is not None:
-                    return await self._get_on_loop(reads, path, params, query)
+                    return await self._send_on_loop(reads, method, path, params, query, body, content_type)
                 return _decode(await asyncio.to_thread(self._request, method, path, params, query, body,
                                                        content_type))
             except ApiException as err:
