@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
 import kopf
 
+from .adapters.kube import bearer_authorization
 from .api import naming
 from .plan.backup_deletion import DELETE_FINALIZER
 from .reconcile.runtime import Runtime
@@ -39,10 +41,12 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
 
 @kopf.on.login(registry=registry)
 async def login(memo: kopf.Memo, **_: Any) -> kopf.AiohttpSession:
-    """Log in with the same credentials as the operator's own client, on a capped connection pool."""
+    """Log in with the same credentials as the operator's own client, on a capped connection pool. kopf logs in again
+    when the API server answers 401: the token is read through the client's refresh hook (a rotated service-account
+    token file, an exec plugin's expired token), never reused from the last login."""
     runtime: Runtime = memo.runtime
     cfg = runtime.kube.api_client.configuration
-    token = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
+    token = await asyncio.to_thread(bearer_authorization, cfg)
     scheme, _, value = (token or "").partition(" ")
     info = kopf.ConnectionInfo(
         server=cfg.host,

@@ -59,3 +59,18 @@ async def test_login_uses_the_operator_credentials_with_a_capped_pool():
         assert session.headers["Authorization"] == "Bearer abc"
     finally:
         await session.close()
+
+
+async def test_login_again_reads_the_token_through_the_refresh_hook():
+    """kopf logs in again after a 401: a rotated token (in-cluster token file, exec plugin) must be the one it gets."""
+    configuration = k8s.Configuration(host="https://10.0.0.1:6443", api_key={"authorization": "Bearer old"})
+    configuration.verify_ssl = False
+    tokens = iter(["Bearer first", "Bearer rotated"])
+    configuration.refresh_api_key_hook = lambda cfg: cfg.api_key.update(authorization=next(tokens))
+    runtime = FakeRuntime(OperatorConfig(), k8s.ApiClient(configuration))
+    seen = []
+    for _ in range(2):
+        session = (await login(memo=kopf.Memo(runtime=runtime))).aiohttp_session
+        seen.append(session.headers["Authorization"])
+        await session.close()
+    assert seen == ["Bearer first", "Bearer rotated"]
