@@ -15,6 +15,7 @@ mtimes are restored as recorded. File contents travel only on the exec streams, 
 from __future__ import annotations
 
 import asyncio
+import copy
 import io
 import json
 import logging
@@ -41,6 +42,17 @@ HELPER_MOUNT = "/data"
 HELPER_CONTAINER = "helper"
 # PID 1 shell that ends at once on TERM (a bare `sleep` as PID 1 ignores it), and ends by itself after an hour.
 HELPER_COMMAND = ["sh", "-c", "trap 'exit 0' TERM INT; sleep 3600 & wait"]
+# The node's files are root's (the node-launcher's containers run as root), and `tar -x -p` must give them back their
+# owners, modes and mtimes: root, with only the capabilities for that (within the Pod Security Standards' baseline);
+# everything else dropped, the image's filesystem read-only (only the volume is written).
+HELPER_SECURITY_CONTEXT: dict[str, Any] = {
+    "runAsUser": 0, "runAsGroup": 0, "privileged": False, "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True, "seccompProfile": {"type": "RuntimeDefault"},
+    "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "DAC_OVERRIDE", "FOWNER"]},
+}
+# Requests and limits, so that a namespace whose ResourceQuota or LimitRange asks for them admits the helper; a key
+# file is at most MAX_FILE_SIZE and travels through the exec streams, not the helper's memory.
+HELPER_RESOURCES = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "500m", "memory": "128Mi"}}
 MAX_FILE_SIZE = 16 * 1024 * 1024
 
 
@@ -106,7 +118,8 @@ def helper_pod_body(namespace: str, target: VolumeTarget, *, image: str, labels:
             "automountServiceAccountToken": False,
             "containers": [{
                 "name": HELPER_CONTAINER, "image": image, "command": list(HELPER_COMMAND),
-                "securityContext": {"runAsUser": 0, "runAsGroup": 0},
+                "securityContext": copy.deepcopy(HELPER_SECURITY_CONTEXT),
+                "resources": copy.deepcopy(HELPER_RESOURCES),
                 "volumeMounts": [{"name": "data", "mountPath": HELPER_MOUNT}],
             }],
             "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": target.pvc}}],

@@ -1,0 +1,43 @@
+"""The helper pod that reads and writes a node's volume: root (the node's files are root's and keep their owners),
+but within the Pod Security Standards' baseline, and admitted where a quota asks for requests and limits."""
+
+from __future__ import annotations
+
+from mayanode_operator.adapters import volumes
+
+# The capabilities the baseline profile allows a container to add (Kubernetes Pod Security Standards).
+BASELINE_CAPABILITIES = {"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE",
+                         "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"}
+
+
+def helper(**kwargs) -> dict:
+    target = volumes.VolumeTarget("mayanode", "mayanode", "mayanode", "mayanode", "/root/.mayanode", ".mayanode")
+    return volumes.helper_pod_body("node-a", target, image="busybox:1.36", labels={}, **kwargs)
+
+
+def test_the_helper_meets_the_baseline_profile_and_drops_what_tar_does_not_need():
+    spec = helper()["spec"]
+    (container,) = spec["containers"]
+    context = container["securityContext"]
+    assert not spec.get("hostNetwork") and not spec.get("hostPID") and not spec.get("hostIPC")
+    assert all("hostPath" not in volume for volume in spec["volumes"])
+    assert context["privileged"] is False and context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"]["drop"] == ["ALL"]
+    assert set(context["capabilities"]["add"]) <= BASELINE_CAPABILITIES
+    assert set(context["capabilities"]["add"]) == {"CHOWN", "DAC_OVERRIDE", "FOWNER"}   # tar -x -p: owners, modes
+    assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert context["readOnlyRootFilesystem"] is True
+    assert spec["automountServiceAccountToken"] is False
+    assert container["volumeMounts"] == [{"name": "data", "mountPath": volumes.HELPER_MOUNT}]
+
+
+def test_the_helper_states_requests_and_limits():
+    resources = helper()["spec"]["containers"][0]["resources"]
+    assert set(resources["requests"]) == set(resources["limits"]) == {"cpu", "memory"}
+
+
+def test_each_helper_gets_its_own_copy_of_the_settings():
+    first, second = helper(), helper()
+    first["spec"]["containers"][0]["securityContext"]["capabilities"]["add"].append("SYS_ADMIN")
+    assert "SYS_ADMIN" not in second["spec"]["containers"][0]["securityContext"]["capabilities"]["add"]
+    assert "SYS_ADMIN" not in volumes.HELPER_SECURITY_CONTEXT["capabilities"]["add"]
