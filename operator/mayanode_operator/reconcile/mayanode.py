@@ -24,7 +24,7 @@ from ..plan.patches import merge_patch
 from .facet_order import FACETS
 from .facets import Facet, FacetOutcome, NodeContext, active_restore_for
 from .queue import jittered
-from .runtime import TRANSIENT_ERRORS, Runtime
+from .runtime import TRANSIENT_ERRORS, Runtime, describe_error
 from .status_writer import StatusWriter
 
 logger = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ async def run_facet(facet: Facet, ctx: NodeContext) -> FacetOutcome:
     try:
         return await facet.reconcile(ctx)
     except TRANSIENT_ERRORS as err:
-        message = f"{facet.name}: {type(err).__name__}: {str(err)[:300]}"
+        message = f"{facet.name}: {describe_error(err)}"
         logger.warning("facet %s of %s/%s failed: %s", facet.name, ctx.namespace, ctx.name, type(err).__name__)
         return FacetOutcome(
             conditions=[Condition(f"{facet.name}Healthy", "False", "TransientError", message)],

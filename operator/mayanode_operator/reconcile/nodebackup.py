@@ -60,7 +60,7 @@ from ..plan.backup_verify import (
 )
 from ..plan.conditions import merge_conditions
 from ..plan.patches import merge_patch
-from .runtime import TRANSIENT_ERRORS, Runtime
+from .runtime import TRANSIENT_ERRORS, Runtime, describe_error
 
 logger = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ async def reconcile_nodebackup(runtime: Runtime, namespace: str, name: str) -> f
     except BackupError as err:
         result = plan.failed(ctx.inputs, f"Archive{err.reason}", err.message)
     except TRANSIENT as err:
-        result = plan.transient_error(ctx.inputs, "Step", f"{type(err).__name__}: {str(err)[:300]}")
+        result = plan.transient_error(ctx.inputs, "Step", describe_error(err))
     if result is None:
         return None
     await write_status(ctx, result)
@@ -631,8 +631,7 @@ async def reconcile_deletion(runtime: Runtime, body: dict[str, Any]) -> float | 
         except BackupError as err:
             decision = deletion.decide_deletion(deletion.DeletionInputs(body, usage, True, f"{err.reason}: {err.message}"))
         except TRANSIENT as err:
-            decision = deletion.decide_deletion(deletion.DeletionInputs(body, usage, True,
-                                                                        f"{type(err).__name__}: {str(err)[:200]}"))
+            decision = deletion.decide_deletion(deletion.DeletionInputs(body, usage, True, describe_error(err)))
     logger.info("NodeBackup %s/%s being deleted: %s (%s)", namespace, name, decision.action.value, decision.reason)
     if decision.action == deletion.DeletionAction.BLOCK:
         await write_deletion_status(runtime, body, decision)

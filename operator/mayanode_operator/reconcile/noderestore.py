@@ -53,7 +53,7 @@ from ..plan.transactions import TxRequest
 from .node_tx import kubernetes_transactions
 from .nodebackup import backup_location as nodebackup_location
 from .nodebackup import describe_validation_error, load_backup, read_identity
-from .runtime import TRANSIENT_ERRORS, Runtime
+from .runtime import TRANSIENT_ERRORS, Runtime, describe_api_error, describe_error
 
 logger = logging.getLogger(__name__)
 STOP_WATCH_SECONDS = 3.0       # how long one pass watches the old node's pods end before it requeues
@@ -311,7 +311,7 @@ async def run_pass(runtime: Runtime, ctx: Ctx, inputs: plan.RestoreInputs) -> fl
             await note_transient(ctx, decision.step, describe_api_error(err))
             return max(ctx.poll * 8, 2.0)
         except TRANSIENT as err:
-            await note_transient(ctx, decision.step, f"{type(err).__name__}: {str(err)[:300]}")
+            await note_transient(ctx, decision.step, describe_error(err))
             return max(ctx.poll * 8, 2.0)
         if delay is not None:
             return delay
@@ -322,16 +322,6 @@ async def run_pass(runtime: Runtime, ctx: Ctx, inputs: plan.RestoreInputs) -> fl
                                     announce=ctx.announce, halt=inputs.halt, node_found=inputs.node_found,
                                     spec_error=inputs.spec_error)
     return ctx.poll
-
-
-def describe_api_error(err: ApiException) -> str:
-    """`403 Forbidden: <the API server's message>` (the headers and body of the exception's text are no help)."""
-    detail = ""
-    try:
-        detail = str(json.loads(err.body or "{}").get("message") or "")
-    except (ValueError, AttributeError, TypeError):
-        detail = ""
-    return f"{err.status} {err.reason or ''}".strip() + (f": {detail[:400]}" if detail else "")
 
 
 async def note_transient(ctx: Ctx, step: str | None, message: str) -> None:

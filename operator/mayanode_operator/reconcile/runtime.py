@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,24 @@ ObjectKey = tuple[str, str, str]      # (plural, namespace, name)
 
 # The API server or a node answered with an error, or not at all: worth trying again later.
 TRANSIENT_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError, aiohttp.ClientError, TimeoutError)
+
+
+def describe_api_error(err: ApiException) -> str:
+    """`403 Forbidden: <the API server's message>` (the headers and body of the exception's text are no help)."""
+    detail = ""
+    try:
+        detail = str(json.loads(err.body or "{}").get("message") or "")
+    except (ValueError, AttributeError, TypeError):
+        detail = ""
+    return f"{err.status} {err.reason or ''}".strip() + (f": {detail[:400]}" if detail else "")
+
+
+def describe_error(err: BaseException) -> str:
+    """One of TRANSIENT_ERRORS for a condition or a step's message: an API error by its status and the server's
+    message (a Pod Security or quota refusal, a webhook's answer), anything else by its type and text."""
+    if isinstance(err, ApiException):
+        return describe_api_error(err)
+    return f"{type(err).__name__}: {str(err)[:300]}"
 
 
 def utcnow() -> datetime:
