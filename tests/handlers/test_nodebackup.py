@@ -13,7 +13,11 @@ from mayanode_operator import cli_backup
 from mayanode_operator.api import naming
 from mayanode_operator.backup import ArchiveError, CryptoError, decrypt, generate_identity, open_sealed, sha256_hex
 from mayanode_operator.reconcile import nodebackup
+from mayanode_operator.plan import backup_policy
 from mayanode_operator.reconcile.mayanode import reconcile_mayanode
+from mayanode_operator.sandbox import kubeclient as kc
+from mayanode_operator.sandbox.apiserver.handlers import request_info
+from mayanode_operator.sandbox.harness import eventually
 
 from .backup_world import condition
 
@@ -378,3 +382,69 @@ def test_the_policy_makes_one_backup_per_churn_and_reports_freshness(world):
     assert remaining == {second}                                   # retention.count 1 pruned the first
     reasons = [e["reason"] for e in world.events("hb-policy", "hb-policy")]
     assert "BackupCreated" in reasons and "BackupPruned" in reasons and "BackupStale" in reasons
+
+
+class BifrostExecs:
+    """Counts the exec requests into one namespace's bifrost pods (the backup facet's look for key shares)."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace, self.count = namespace, 0
+
+    async def __call__(self, request, call_next):
+        info = request_info(request)
+        if info.namespace == self.namespace and info.resource == "pods" and info.subresource == "exec" and \
+                info.name.startswith("bifrost"):
+            self.count += 1
+        return await call_next(request)
+
+
+def test_key_shares_are_looked_for_when_something_says_they_changed_not_at_every_pass(world):
+    """afterChurn reads bifrost's localstate files through an exec; a key share appears at a churn, days apart, so an
+    idle pass plans with the last look unless bifrost's pods, the vault or the node's signer membership changed, or
+    the look is KEY_SHARES_RECHECK_SECONDS old."""
+    ns = "hb-shares"
+    seeded = world.seed(ns)
+    world.mayanode(seeded, backup={"afterChurn": True, "location": world.location()})
+    execs = BifrostExecs(ns)
+    world.sandbox.api.add_request_hook(execs)
+    try:
+        def passes(n: int) -> int:
+            before = execs.count
+            for _ in range(n):
+                world.call(reconcile_mayanode(world.runtime, ns, ns))
+            return execs.count - before
+
+        assert passes(1) == 1                                   # the first look
+        assert passes(4) == 0                                   # nothing says they changed
+        world.call(lambda: world.sandbox.mocknet.churn())       # a new vault, and the node is a member
+        world.call(world.sandbox.mocknet.settle())
+        assert passes(1) == 1
+        created = [b for b in world.call(world.runtime.kube.list_custom(naming.NODEBACKUP_PLURAL, ns))
+                   if b["spec"]["reason"] == "AfterChurn"]
+        assert len(created) == 1
+        world.drive(ns, created[0]["metadata"]["name"])
+        assert passes(3) == 0
+        world.clock = datetime.now(timezone.utc) + timedelta(seconds=backup_policy.KEY_SHARES_RECHECK_SECONDS)
+        assert passes(1) == 1                                   # the recheck is due
+        assert passes(2) == 0
+        world.runtime.key_shares.clear()                        # a restarted operator
+        assert passes(1) == 1
+        bifrost = world.pods(ns, "app.kubernetes.io/name=bifrost")[0]["metadata"]["name"]
+        world.call(world.sandbox.client.delete(kc.PODS, bifrost, ns, grace_period_seconds=0))
+
+        def replaced():                                         # the Deployment made a new bifrost pod, ready
+            pods = world.pods(ns, "app.kubernetes.io/name=bifrost")
+            assert [p["metadata"]["name"] for p in pods if p["metadata"]["name"] != bifrost] and \
+                all(p["metadata"]["name"] != bifrost for p in pods), pods
+            world.call(world.sandbox.wait_ready(ns, timeout=30))
+            return True
+        eventually(replaced, timeout=30)
+        assert passes(1) == 1
+    finally:
+        world.sandbox.api.remove_request_hook(execs)
+        world.clock = None
+    assert (ns, ns) in world.runtime.key_shares
+    mayanodes = kc.Resource(naming.GROUP, naming.VERSION, naming.MAYANODE_PLURAL, True, "MayaNode")
+    world.call(world.sandbox.client.delete(mayanodes, ns, ns))
+    assert world.call(reconcile_mayanode(world.runtime, ns, ns)) is None
+    assert (ns, ns) not in world.runtime.key_shares             # a deleted MayaNode is forgotten

@@ -177,3 +177,50 @@ def test_previous_tick_is_never_after_now(moment):
 def test_names_are_dns_names():
     assert scheduled_name("x" * 250, T0).startswith("x" * 40 + "-scheduled-")
     assert len(after_churn_name("n" * 253, "vault")) < 63
+
+
+# --- when to look for key shares in bifrost ---------------------------------------------------------------------------
+from mayanode_operator.plan.backup_policy import (  # noqa: E402
+    KEY_SHARES_RECHECK_SECONDS,
+    KeyShareLook,
+    KeyShareSignals,
+    key_share_signals,
+    key_shares_due,
+)
+
+LOOKED_AT = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+SIGNALS = KeyShareSignals(("bifrost-7d9f-abcde",), "mayapub1vault", ("mayapub1vault",))
+LAST = KeyShareLook(SIGNALS, LOOKED_AT, ("localstate-mayapub1vault.json",))
+
+
+@pytest.mark.parametrize("last,signals,seconds_later,due", [
+    (None, SIGNALS, 0, True),                                                          # never looked
+    (LAST, SIGNALS, 0, False),
+    (LAST, SIGNALS, KEY_SHARES_RECHECK_SECONDS - 1, False),
+    (LAST, SIGNALS, KEY_SHARES_RECHECK_SECONDS, True),                                  # the recheck
+    (LAST, KeyShareSignals(("bifrost-7d9f-fghij",), "mayapub1vault", ("mayapub1vault",)), 0, True),  # a new pod
+    (LAST, KeyShareSignals(("bifrost-7d9f-abcde",), "mayapub1new", ("mayapub1vault",)), 0, True),    # a new vault
+    (LAST, KeyShareSignals(("bifrost-7d9f-abcde",), "mayapub1vault", ("mayapub1new", "mayapub1vault")), 0, True),
+    (LAST, KeyShareSignals((), "mayapub1vault", ("mayapub1vault",)), 0, True),          # bifrost's pod went away
+])
+def test_key_shares_are_looked_for_when_a_signal_changed_or_the_look_is_old(last, signals, seconds_later, due):
+    assert key_shares_due(last, signals, LOOKED_AT + timedelta(seconds=seconds_later)) is due
+
+
+def test_a_signal_not_observed_in_this_pass_is_no_reason_to_look_again():
+    unobserved = KeyShareSignals(("bifrost-7d9f-abcde",), None, None)                # the node API did not answer
+    assert key_share_signals(unobserved, LAST) == SIGNALS
+    assert not key_shares_due(LAST, key_share_signals(unobserved, LAST), LOOKED_AT)
+    assert key_share_signals(unobserved, None) == unobserved
+
+
+@given(st.lists(st.sampled_from(["bifrost-a", "bifrost-b"]), max_size=2).map(tuple),
+       st.one_of(st.none(), st.sampled_from(["v1", "v2"])),
+       st.one_of(st.none(), st.lists(st.sampled_from(["v1", "v2"]), max_size=2).map(tuple)),
+       st.floats(min_value=0, max_value=3 * KEY_SHARES_RECHECK_SECONDS))
+def test_an_unchanged_world_is_looked_at_again_only_after_the_recheck(pods, vault, membership, seconds):
+    last = KeyShareLook(KeyShareSignals(("bifrost-a",), "v1", ("v1",)), LOOKED_AT, ())
+    signals = key_share_signals(KeyShareSignals(pods, vault, membership), last)
+    changed = pods != ("bifrost-a",) or vault not in (None, "v1") or membership not in (None, ("v1",))
+    assert key_shares_due(last, signals, LOOKED_AT + timedelta(seconds=seconds)) is \
+        (changed or seconds >= KEY_SHARES_RECHECK_SECONDS)

@@ -15,6 +15,9 @@
   (what the policy creates), stays in the store on Retain.
 - `BackupFresh`: the newest good backup (of any reason) was captured after the last churn, i.e. it holds
   the current vault's key shares.
+- Key shares in bifrost are looked for (an exec running `find`) when something says they may have changed: the
+  first time, bifrost's pods, the current vault or the node's `signer_membership` differ from the last look, or
+  the last look is KEY_SHARES_RECHECK_SECONDS old. Not at every pass: a key share appears at a churn, days apart.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from .conditions import Condition
 from .events import EventSpec
 
 FINISHED = ("Completed", "PartiallyFailed", "Failed")
+KEY_SHARES_RECHECK_SECONDS = 600.0
 POLICY_REASONS = ("Scheduled", "AfterChurn")
 IN_PROGRESS_POLL_SECONDS = 5.0
 
@@ -165,6 +169,43 @@ def _order(b: BackupSummary, vault: str | None = None) -> tuple[datetime, bool, 
     higher capture height."""
     return (_naive(b.completed or b.created) or datetime.min, bool(vault and vault in b.covers), b.height or 0,
             _naive(b.created) or datetime.min, b.name)
+
+
+@dataclass(frozen=True)
+class KeyShareSignals:
+    """What changes when bifrost may hold new key shares. None: not observed in this pass (no news)."""
+
+    bifrost_pods: tuple[str, ...]
+    vault: str | None
+    signer_membership: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class KeyShareLook:
+    """The key shares found in bifrost, and what was true when they were looked for."""
+
+    signals: KeyShareSignals
+    at: datetime
+    shares: tuple[str, ...]
+
+
+def key_share_signals(observed: KeyShareSignals, last: KeyShareLook | None) -> KeyShareSignals:
+    """This pass's signals, the last look's where this pass did not observe them (a failed node-API read is no
+    reason to look again)."""
+    if last is None:
+        return observed
+    return KeyShareSignals(
+        observed.bifrost_pods,
+        observed.vault if observed.vault is not None else last.signals.vault,
+        observed.signer_membership if observed.signer_membership is not None else last.signals.signer_membership,
+    )
+
+
+def key_shares_due(last: KeyShareLook | None, signals: KeyShareSignals, now: datetime) -> bool:
+    """Whether to look for key shares in bifrost again, or to plan with the last look's."""
+    if last is None or last.signals != signals:
+        return True
+    return (_aware(now) - _aware(last.at)).total_seconds() >= KEY_SHARES_RECHECK_SECONDS
 
 
 def plan_policy(inputs: PolicyInputs) -> PolicyPlan:

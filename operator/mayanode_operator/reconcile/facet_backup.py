@@ -19,7 +19,17 @@ from kubernetes.client.exceptions import ApiException
 
 from ..api import naming
 from ..plan.backup_items import volume_targets
-from ..plan.backup_policy import PolicyInputs, VaultView, new_backup_body, plan_policy, summarize
+from ..plan.backup_policy import (
+    KeyShareLook,
+    KeyShareSignals,
+    PolicyInputs,
+    VaultView,
+    key_share_signals,
+    key_shares_due,
+    new_backup_body,
+    plan_policy,
+    summarize,
+)
 from ..plan.events import EventSpec
 from ..plan.patches import without_nulls
 from .nodebackup import delete_backup, node_volumes, restore_usage
@@ -42,19 +52,32 @@ def _vault_view(ctx: NodeContext) -> VaultView | None:
 
 
 async def observe_key_shares(ctx: NodeContext) -> tuple[str, ...] | None:
-    """The `localstate-*.json` names in the running bifrost (None when bifrost does not run or cannot be asked)."""
+    """The `localstate-*.json` names in the running bifrost (None when bifrost does not run or cannot be asked): looked
+    for when the planner says they may have changed, else the last look's."""
     if ctx.observed.bifrost.ready_replicas < 1:
         return None
     from ..adapters.volumes import VolumeError
 
+    key = (ctx.namespace, ctx.name)
+    last = ctx.runtime.key_shares.get(key)
+    vault, account = ctx.observed.api.network.vault, ctx.observed.api.account
+    signals = key_share_signals(KeyShareSignals(
+        bifrost_pods=tuple(pod.name for pod in ctx.observed.bifrost.pods),
+        vault=vault.pub_key if vault is not None else None,
+        signer_membership=tuple(sorted(account.signer_membership)) if account is not None else None,
+    ), last)
+    if last is not None and not key_shares_due(last, signals, ctx.now):
+        return last.shares
     target = volume_targets(ctx.spec)[1]
     volumes = node_volumes(ctx.runtime)
     try:
         async with volumes.session(ctx.namespace, target, mode="container") as session:
-            return tuple(sorted(await session.list_files(globs=("localstate-*.json",))))
+            shares = tuple(sorted(await session.list_files(globs=("localstate-*.json",))))
     except VolumeError as err:
         logger.info("key shares of %s/%s not observed: %s", ctx.namespace, ctx.name, err)
         return None
+    ctx.runtime.key_shares[key] = KeyShareLook(signals, ctx.now, shares)
+    return shares
 
 
 def _belongs(body: Mapping[str, Any], node: str) -> bool:

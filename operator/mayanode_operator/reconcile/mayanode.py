@@ -44,10 +44,9 @@ def describe_validation_error(err: ValidationError) -> str:
 async def reconcile_mayanode(runtime: Runtime, namespace: str, name: str) -> float | None:
     """One pass; returns seconds until the next one (None: the object is gone)."""
     body = await runtime.kube.get_custom(naming.MAYANODE_PLURAL, namespace, name)
-    if body is None:
-        return None
-    meta, stored = body.get("metadata") or {}, body.get("status") or {}
-    if meta.get("deletionTimestamp"):
+    meta, stored = (body or {}).get("metadata") or {}, (body or {}).get("status") or {}
+    if body is None or meta.get("deletionTimestamp"):
+        runtime.key_shares.pop((namespace, name), None)
         return None
     uid = str(meta.get("uid") or f"{namespace}/{name}")
     status = runtime.unsent.as_planned_from(uid, stored)    # plans see a record whose action never happened undone

@@ -16,6 +16,7 @@ from kubernetes.client.exceptions import ApiException
 from .. import __version__
 from ..adapters.kube import KubeApi, make_api_client
 from ..config import OperatorConfig
+from ..plan.backup_policy import KeyShareLook
 from .queue import WorkQueue
 from .status_writer import UnsentRecords
 
@@ -57,6 +58,9 @@ class Runtime:
     queue: WorkQueue[ObjectKey] = field(default_factory=WorkQueue)
     now: Callable[[], datetime] = utcnow
     unsent: UnsentRecords = field(default_factory=UnsentRecords)   # records whose write failed: not acted on
+    # (namespace, name) of a MayaNode → its last look for key shares in bifrost (plan/backup_policy.py says when
+    # to look again); kept in memory only: a restarted operator looks at its first pass.
+    key_shares: dict[tuple[str, str], KeyShareLook] = field(default_factory=dict)
 
     @classmethod
     async def create(cls, config: OperatorConfig) -> "Runtime":
