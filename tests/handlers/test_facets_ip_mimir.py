@@ -15,6 +15,7 @@ from mayanode_operator.adapters.exec import ExecResult
 from mayanode_operator.adapters.transactions import NodeTransactions, TransactionSender
 from mayanode_operator.api.mayanode import MayaNodeSpec
 from mayanode_operator.observe.gateway import ANNOTATION_RECORDED, ANNOTATION_RESTART, ANNOTATION_WRITTEN_AT
+from mayanode_operator.observe.kube import WorkloadObjects
 from mayanode_operator.observe.snapshot import MayaNodeObservation
 from mayanode_operator.plan.transactions import TxRequest, tx_command
 from mayanode_operator.reconcile import facet_mimir
@@ -191,6 +192,45 @@ async def test_a_new_address_goes_to_the_configmaps_then_on_record_then_on_chain
     assert outcome.requeue_after and outcome.requeue_after <= 5
     no_secret_in(outcome.status, [e.message for e in outcome.events], [c.message for c in outcome.conditions],
                  [c[0] for c in exec_.calls], caplog.text)
+
+
+class CountingKube(FakeKube):
+    """Counts the Deployment and pod reads."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.workload_reads = 0
+
+    async def get_deployment(self, namespace, name):
+        self.workload_reads += 1
+        return await super().get_deployment(namespace, name)
+
+    async def list_pods(self, namespace, labels):
+        self.workload_reads += 1
+        return await super().list_pods(namespace, labels)
+
+
+async def test_the_deployments_and_pods_the_pass_read_are_not_read_again():
+    """The core observation read both Deployments and their pods moments ago: the facet plans from them (one read of
+    each per pass), and plans exactly what it plans from reads of its own."""
+    async def run(with_objects: bool):
+        journal = Journal()
+        kube, exec_ = CountingKube(journal, ingress={"ip": LB_IP}), FakeExec(journal)
+        observed = registered("")
+        if with_objects:
+            objects = {name: WorkloadObjects(kube.deployments[name], (pod(name),)) for name in ("mayanode", "bifrost")}
+            observed = replace(observed, objects=objects)
+        outcome = await ExternalIPFacet(transactions=transactions(exec_)).reconcile(
+            make_ctx(kube, journal, spec={"externalIP": {"announce": True}}, observed=observed))
+        return kube.workload_reads, journal, outcome
+
+    reads_alone, journal_alone, alone = await run(with_objects=False)
+    reads, journal, outcome = await run(with_objects=True)
+    # alone: 2 Deployments + 2 pod lists to observe, then the transaction's ready pod (Deployment, pods) and each
+    # restart's own Deployment read before its patch (its checks are made on what is there at that moment)
+    assert reads_alone == 8 and reads == 4
+    assert journal == journal_alone and outcome == alone
+    assert [e[0] for e in journal].count("patch-deployment") == 2      # the restarts were planned from them
 
 
 class RefusedExec(FakeExec):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..api import naming
+from .kube import WorkloadObjects
 
 ENV_NAME = "EXTERNAL_IP"
 ANNOTATION_RECORDED = f"{naming.ANNOTATION_PREFIX}/external-ip"             # Deployment: the IP its pods have
@@ -131,8 +132,10 @@ def consumer_state(name: str, body: Mapping[str, Any] | None, pods: Iterable[Map
 
 async def observe_external_ip(kube: Any, namespace: str, *, service: str | None, config_maps: Iterable[str],
                               deployments: Iterable[str], resolve_timeout: float,
-                              resolver: Resolver = system_resolver) -> ExternalIPObservation:
-    """`service` None: the address is static, no Service is read."""
+                              resolver: Resolver = system_resolver,
+                              known: Mapping[str, WorkloadObjects] | None = None) -> ExternalIPObservation:
+    """`service` None: the address is static, no Service is read. `known`: Deployments (and their pods) this pass has
+    read already, not read again."""
     config_maps = list(config_maps)
     deployments = list(dict.fromkeys(deployments))
 
@@ -146,6 +149,9 @@ async def observe_external_ip(kube: Any, namespace: str, *, service: str | None,
         return address
 
     async def consumer(name: str) -> ConsumerState:
+        if known is not None and name in known:
+            read = known[name]
+            return consumer_state(name, read.deployment, list(read.pods), config_maps)
         body = await kube.get_deployment(namespace, name)
         labels = (((body or {}).get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
         pods = await kube.list_pods(namespace, labels) if labels else []

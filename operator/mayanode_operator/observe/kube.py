@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..adapters.kube import KubeApi
 from .snapshot import PodObservation, WorkloadObservation
 
 
-async def observe_workloads(kube: KubeApi, namespace: str,
-                            workloads: Sequence[tuple[str, str]]) -> tuple[WorkloadObservation, ...]:
-    """Each (deployment, container) of a node: the Deployments (read at once), then their pods in one LIST when
-    their selectors share a label key (the node-launcher's do), each Deployment keeping the pods its own
-    matchLabels select. One LIST per Deployment otherwise, so a namespace is never listed whole."""
-    bodies = await asyncio.gather(*(kube.get_deployment(namespace, deployment) for deployment, _ in workloads))
+@dataclass(frozen=True)
+class WorkloadObjects:
+    """A Deployment as the API server sent it (None: absent) and the pods its selector matches."""
+
+    deployment: Mapping[str, Any] | None
+    pods: tuple[Mapping[str, Any], ...] = ()
+
+
+async def read_workloads(kube: KubeApi, namespace: str, deployments: Sequence[str]) -> tuple[WorkloadObjects, ...]:
+    """Each Deployment of a node (read at once), then their pods in one LIST when their selectors share a label key
+    (the node-launcher's do), each Deployment keeping the pods its own matchLabels select. One LIST per Deployment
+    otherwise, so a namespace is never listed whole."""
+    bodies = await asyncio.gather(*(kube.get_deployment(namespace, deployment) for deployment in deployments))
     selectors = [match_labels(body) for body in bodies if body is not None]
     covering = covering_selector([labels for labels in selectors if labels])
     if covering:
@@ -24,9 +32,22 @@ async def observe_workloads(kube: KubeApi, namespace: str,
     else:
         pods = list(await asyncio.gather(*(_pods(kube, namespace, labels) for labels in selectors)))
     pods_of_existing = iter(pods)
-    return tuple(WorkloadObservation(name=deployment, exists=False) if body is None
-                 else workload_from_objects(body, next(pods_of_existing), container)
-                 for (deployment, container), body in zip(workloads, bodies))
+    return tuple(WorkloadObjects(None) if body is None else WorkloadObjects(body, tuple(next(pods_of_existing)))
+                 for body in bodies)
+
+
+def observe_objects(name: str, objects: WorkloadObjects, container: str) -> WorkloadObservation:
+    if objects.deployment is None:
+        return WorkloadObservation(name=name, exists=False)
+    return workload_from_objects(objects.deployment, list(objects.pods), container)
+
+
+async def observe_workloads(kube: KubeApi, namespace: str,
+                            workloads: Sequence[tuple[str, str]]) -> tuple[WorkloadObservation, ...]:
+    """Each (deployment, container) of a node, read as `read_workloads` reads them."""
+    objects = await read_workloads(kube, namespace, [deployment for deployment, _ in workloads])
+    return tuple(observe_objects(deployment, read, container)
+                 for (deployment, container), read in zip(workloads, objects))
 
 
 async def _pods(kube: KubeApi, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:

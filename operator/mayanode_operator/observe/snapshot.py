@@ -5,7 +5,9 @@ Planners read these and nothing else: no client, no clock, no kopf object.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -160,3 +162,7 @@ class MayaNodeObservation:
     mayanode: WorkloadObservation
     bifrost: WorkloadObservation
     api: NodeApiObservation
+    # Deployment name → the Deployment and its pods as read in this pass (observe.kube.WorkloadObjects), for a facet
+    # that needs more of them than the observation keeps (the external IP's env and ConfigMap references): one read
+    # per pass.
+    objects: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)

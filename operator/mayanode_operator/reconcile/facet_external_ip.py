@@ -62,7 +62,7 @@ class ExternalIPFacet:
             service=spec.service.name if spec.source == ExternalIPSource.SERVICE else None,
             config_maps=spec.config_maps,
             deployments=[ctx.spec.mayanode.deployment, ctx.spec.bifrost.deployment],
-            resolve_timeout=float(ctx.spec.api.timeout_seconds), resolver=self._resolver)
+            resolve_timeout=float(ctx.spec.api.timeout_seconds), resolver=self._resolver, known=ctx.observed.objects)
         previous_condition = next((c for c in ctx.previous_status.get("conditions") or ()
                                    if c.get("type") == CONDITION), None)
         plan = plan_external_ip(ExternalIPInputs(

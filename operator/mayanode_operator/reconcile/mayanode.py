@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from .. import metrics
 from ..api import naming
 from ..api.models import MayaNodeSpec
-from ..observe.kube import observe_workloads
+from ..observe.kube import observe_objects, read_workloads
 from ..observe.nodeapi import NodeApi
 from ..observe.snapshot import MayaNodeObservation
 from ..plan.conditions import Condition, merge_conditions
@@ -110,11 +110,14 @@ async def observe_mayanode(runtime: Runtime, namespace: str, spec: MayaNodeSpec)
                        float(spec.api.timeout_seconds or runtime.config.node_api_timeout_seconds),
                        network_rpc=[str(url) for url in spec.api.network_rpc])
     (mayanode, bifrost), api = await asyncio.gather(
-        observe_workloads(runtime.kube, namespace, [(spec.mayanode.deployment, spec.mayanode.container),
-                                                    (spec.bifrost.deployment, spec.bifrost.container)]),
+        read_workloads(runtime.kube, namespace, [spec.mayanode.deployment, spec.bifrost.deployment]),
         node_api.observe(spec.node_address),
     )
-    return MayaNodeObservation(mayanode=mayanode, bifrost=bifrost, api=api)
+    return MayaNodeObservation(
+        mayanode=observe_objects(spec.mayanode.deployment, mayanode, spec.mayanode.container),
+        bifrost=observe_objects(spec.bifrost.deployment, bifrost, spec.bifrost.container),
+        api=api, objects={spec.mayanode.deployment: mayanode, spec.bifrost.deployment: bifrost},
+    )
 
 
 async def _report_invalid_spec(runtime: Runtime, body: dict[str, Any], message: str) -> None:
