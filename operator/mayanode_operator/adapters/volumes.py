@@ -349,7 +349,7 @@ class NodeVolumes:
                 if phase in ("Failed", "Succeeded"):
                     raise VolumeError(f"helper pod {name} ended ({phase}) before it could be used")
                 if time.monotonic() > deadline:
-                    waiting = _waiting_reason(pod)
+                    waiting = waiting_reason(pod)
                     raise VolumeError(f"helper pod {name} on PVC {target.pvc} did not run within "
                                       f"{self.helper_timeout:g}s{': ' + waiting if waiting else ''}")
                 await asyncio.sleep(self.poll)
@@ -384,7 +384,9 @@ class NodeVolumes:
         return names
 
 
-def _waiting_reason(pod: Mapping[str, Any]) -> str:
+def waiting_reason(pod: Mapping[str, Any]) -> str:
+    """Why a pod is not running yet: its container's waiting reason (ContainerCreating, ImagePullBackOff), else a false
+    condition's message (the scheduler's, for an unschedulable pod)."""
     status = pod.get("status") or {}
     for cs in status.get("containerStatuses") or []:
         waiting = (cs.get("state") or {}).get("waiting") or {}

@@ -28,7 +28,15 @@ from .. import chainkeys, metrics
 from ..adapters.exec import ExecError, ExecPort, KubernetesExec
 from ..adapters.keylock import KeyLocks, LockConflict
 from ..adapters.transactions import NodeSigner
-from ..adapters.volumes import HELPER_CONTAINER, DirEntry, FileEntry, VolumeError, VolumeSession, helper_pod_body
+from ..adapters.volumes import (
+    HELPER_CONTAINER,
+    DirEntry,
+    FileEntry,
+    VolumeError,
+    VolumeSession,
+    helper_pod_body,
+    waiting_reason,
+)
 from ..adapters.workloads import UnsafeWorkloadChange, Workloads
 from ..api import naming
 from ..api.mayanode import HaltAction, MayaNodeSpec
@@ -600,7 +608,9 @@ async def helper(ctx: Ctx, namespace: str, target: VolumeTarget, *, timeout: flo
             return name
         if (pod.get("status") or {}).get("phase") in ("Failed", "Succeeded") or time.monotonic() > deadline:
             await delete_pod(ctx, namespace, name)
-            raise VolumeError(f"helper pod {namespace}/{name} on PVC {target.pvc} did not run")
+            waiting = waiting_reason(pod)
+            raise VolumeError(f"helper pod {namespace}/{name} on PVC {target.pvc} did not run"
+                              f"{': ' + waiting if waiting else ''}")
         await asyncio.sleep(0.05)
 
 
