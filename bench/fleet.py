@@ -16,7 +16,8 @@ For each fleet size N, in one emulated cluster (API server, kubelet, mocknet in 
   User-Agent), reconciles (the operator's GETs of a named MayaNode: each pass starts with one), writes;
   then --samples spec changes one by one: time from the PATCH to status.observedGeneration matching.
 - The same idle window is measured a second time with `MAYANODE_OPERATOR_HEIGHT_REFRESH_SECONDS` very
-  large, to separate the periodic `status.chain.height` refresh (a designed write) from the rest.
+  large, to separate the periodic `status.chain.height` refresh (a designed write) from the rest, beside a fresh
+  bare kopf: what a bare kopf costs when no status write comes back to it through its watches.
 Results: one JSON per size in --out, plots (PNG) of cost against fleet size.
 """
 
@@ -195,14 +196,21 @@ def run_size(n: int, args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
         # The same idle window with the periodic height refresh turned off: what is left is unplanned.
         env_no_refresh = {**env, "MAYANODE_OPERATOR_HEIGHT_REFRESH_SECONDS": "1000000000",
                           "MAYANODE_OPERATOR_METRICS_PORT": str(free_port())}
-        op = Proc([sys.executable, "-m", "mayanode_operator.cli", "run", "--kubeconfig", kubeconfig],
-                  workdir / "operator-norefresh.log", env_no_refresh)
+        # A fresh bare kopf beside it: with no status writes to watch, what a bare kopf costs while nothing happens.
+        second = {
+            "operator": Proc([sys.executable, "-m", "mayanode_operator.cli", "run", "--kubeconfig", kubeconfig],
+                             workdir / "operator-norefresh.log", env_no_refresh),
+            "bare": Proc([sys.executable, str(ROOT / "bench" / "bare_kopf.py"), "--kubeconfig", kubeconfig],
+                         workdir / "bare-norefresh.log"),
+        }
         try:
             time.sleep(args.settle + min(30.0, args.restart_wait + n * 0.03))
-            window = measure_window(args.idle, {"operator": op}, counter)
+            window = measure_window(args.idle, second, counter)
             result["idle_without_height_refresh"] = window["operator"]
+            result["idle_without_height_refresh_bare"] = window["bare"]
         finally:
-            op.stop()
+            for p in second.values():
+                p.stop()
     op_idle, bare_idle = result["idle"]["operator"], result["idle"]["bare"]
     result["ratios"] = {
         "rss_max": round(op_idle["rss_mib_max"] / bare_idle["rss_mib_max"], 2),
@@ -300,6 +308,9 @@ def plot(results: list[dict[str, Any]], out_dir: Path) -> None:
     ax.plot(sizes, [r["idle_without_height_refresh"]["cpu_seconds_per_120s"] for r in results], "^-",
             label="mayanode-operator, no height refresh")
     ax.plot(sizes, [r["idle"]["bare"]["cpu_seconds_per_120s"] for r in results], "s--", label="bare kopf")
+    if all("idle_without_height_refresh_bare" in r for r in results):
+        ax.plot(sizes, [r["idle_without_height_refresh_bare"]["cpu_seconds_per_120s"] for r in results], "v:",
+                label="bare kopf, no status writes to watch")
     ax.set_title("CPU seconds per 120 s idle")
     ax = axes[2]
     ax.plot(sizes, [r["idle"]["operator"]["requests"] * 120 / r["idle"]["seconds"] for r in results], "o-",
