@@ -16,8 +16,8 @@ from mayanode_operator.sandbox.world import SandboxThread
 
 
 class BackupWorld:
-    def __init__(self) -> None:
-        self.thread = SandboxThread(block_interval=0.2).start()
+    def __init__(self, **sandbox: Any) -> None:
+        self.thread = SandboxThread(block_interval=0.2, **sandbox).start()
         self.sandbox = self.thread.sandbox
         self.runtime: Runtime = self.call(Runtime.create(OperatorConfig(kubeconfig=str(self.thread.kubeconfig_path))))
         self.identity, self.recipient = generate_identity()

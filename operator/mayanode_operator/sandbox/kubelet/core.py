@@ -16,6 +16,7 @@ import ipaddress
 import logging
 import posixpath
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable
 
@@ -95,6 +96,8 @@ class PodRuntime:
     transitions: dict[str, tuple[str, str]] = field(default_factory=dict)
     last_status: dict | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    node: str = ""                  # the node it is bound to
+    attached: bool = False          # its ReadWriteOnce volumes are attached to its node
 
     @property
     def helper(self) -> bool:
@@ -102,6 +105,11 @@ class PodRuntime:
         if (meta.get("labels") or {}).get(HELPER_LABEL):
             return True
         return not any(ref.get("controller") for ref in meta.get("ownerReferences") or [])
+
+
+def _claims_of(pod: dict) -> set[str]:
+    return {str((vol.get("persistentVolumeClaim") or {}).get("claimName"))
+            for vol in (pod.get("spec") or {}).get("volumes") or [] if vol.get("persistentVolumeClaim")}
 
 
 class _KeyedRunner:
@@ -148,9 +156,12 @@ class _KeyedRunner:
 
 
 class SimulatedKubelet:
-    """One virtual node plus the controllers a sandbox needs.
+    """Virtual nodes (one unless ``node_names`` names more) plus the controllers a sandbox needs.
 
-    ``mocknet`` receives process lifecycle calls; ``namespaces`` restricts the controllers."""
+    ``mocknet`` receives process lifecycle calls; ``namespaces`` restricts the controllers. With several nodes, a
+    pod without ``spec.nodeName`` goes to the node running the fewest pods, and a ReadWriteOnce volume is attached
+    to one node at a time, as the attach/detach controller does: a pod on another node stays ContainerCreating
+    (event ``FailedAttachVolume``, "Multi-Attach error") until every pod using the volume on its node is gone."""
 
     def __init__(
         self,
@@ -159,6 +170,7 @@ class SimulatedKubelet:
         *,
         namespaces: Iterable[str] | None = None,
         node_name: str = NODE_NAME,
+        node_names: Iterable[str] | None = None,
         start_delay: float = 0.02,
         ready_delay: float = 0.2,
         stop_delay: float = 0.1,
@@ -172,7 +184,8 @@ class SimulatedKubelet:
         self.api_url = api_url
         self.mocknet = mocknet
         self.namespaces = set(namespaces) if namespaces is not None else None
-        self.node_name = node_name
+        self.node_names = tuple(node_names) if node_names else (node_name,)
+        self.node_name = self.node_names[0]
         self.start_delay = start_delay
         self.ready_delay = ready_delay
         self.stop_delay = stop_delay
@@ -391,7 +404,7 @@ class SimulatedKubelet:
                 self._deployments.kick((namespace, ref.get("name")))
         uid = meta.get("uid", "")
         node = (pod.get("spec") or {}).get("nodeName")
-        if node and node != self.node_name:
+        if node and node not in self.node_names:
             return
         rt = self._runtimes.get(uid)
         if etype == "DELETED":
@@ -400,7 +413,7 @@ class SimulatedKubelet:
             return
         if rt is None:
             if meta.get("deletionTimestamp"):
-                if node == self.node_name:
+                if node in self.node_names:
                     self._spawn(self._finish_delete(namespace, meta["name"], uid), f"delete:{meta['name']}")
                 return
             phase = (pod.get("status") or {}).get("phase")
@@ -415,19 +428,83 @@ class SimulatedKubelet:
             rt.terminating = True
             self._spawn(self._terminate(rt), f"terminate:{rt.name}")
 
+    def _place(self, rt: PodRuntime) -> str:
+        """The node running the fewest pods (the first of them on a tie), as a spreading scheduler would choose; the
+        volumes' attachments are not considered (a real scheduler does not either)."""
+        load = {node: 0 for node in self.node_names}
+        for other in self._runtimes.values():
+            if other is not rt and other.node in load:
+                load[other.node] += 1
+        return min(self.node_names, key=lambda node: (load[node], self.node_names.index(node)))
+
     async def _bind(self, rt: PodRuntime) -> None:
-        if (rt.pod.get("spec") or {}).get("nodeName"):
+        pinned = (rt.pod.get("spec") or {}).get("nodeName")
+        if pinned:
+            rt.node = pinned
             return
+        rt.node = self._place(rt)
         binding = {
             "apiVersion": "v1", "kind": "Binding",
             "metadata": {"name": rt.name, "namespace": rt.namespace},
-            "target": {"apiVersion": "v1", "kind": "Node", "name": self.node_name},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": rt.node},
         }
         try:
             await self.client.request("POST", kc.PODS.path(rt.namespace, rt.name, "binding"), body=binding)
         except kc.ApiError as exc:
             if exc.status != 409:  # 409: already assigned
                 raise
+
+    async def _read_write_once_claims(self, rt: PodRuntime) -> list[str]:
+        claims = []
+        for vol in (rt.pod.get("spec") or {}).get("volumes") or []:
+            claim = (vol.get("persistentVolumeClaim") or {}).get("claimName")
+            if not claim:
+                continue
+            pvc = await self.client.get(kc.PVCS, claim, rt.namespace)
+            modes = ((pvc or {}).get("spec") or {}).get("accessModes") or ["ReadWriteOnce"]
+            if "ReadWriteOnce" in modes:
+                claims.append(claim)
+        return claims
+
+    def _attach(self, rt: PodRuntime, claims: list[str]) -> tuple[str, list[str]] | None:
+        """Attach the pod's ReadWriteOnce volumes to its node, or (claim, pods on another node using it)."""
+        for claim in claims:
+            users = sorted(other.name for other in self._runtimes.values()
+                           if other is not rt and other.attached and other.namespace == rt.namespace
+                           and other.node != rt.node and claim in _claims_of(other.pod))
+            if users:
+                return claim, users
+        rt.attached = True
+        return None
+
+    async def _wait_for_attach(self, rt: PodRuntime) -> None:
+        claims = await self._read_write_once_claims(rt) if len(self.node_names) > 1 else []
+        said = False
+        while (conflict := self._attach(rt, claims)) is not None:
+            claim, users = conflict
+            if not said:
+                said = True
+                self._record("multi-attach", rt.namespace, rt.name)
+                await self._event(rt, "Warning", "FailedAttachVolume",
+                                  f'Multi-Attach error for volume "pvc-{claim}" Volume is already used by pod(s) '
+                                  f"{', '.join(users)}")
+            for c in rt.containers.values():
+                c.state, c.reason, c.message = "waiting", "ContainerCreating", ""
+            await self._publish(rt)
+            await asyncio.sleep(self.config_retry)
+
+    async def _event(self, rt: PodRuntime, type_: str, reason: str, message: str) -> None:
+        stamp = now_iso()
+        with contextlib.suppress(kc.ApiError):
+            await self.client.create(kc.EVENTS, {
+                "apiVersion": "v1", "kind": "Event",
+                "metadata": {"name": f"{rt.name}.{uuid.uuid4().hex[:16]}", "namespace": rt.namespace},
+                "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": rt.name, "namespace": rt.namespace,
+                                   "uid": rt.uid},
+                "reason": reason, "message": message, "type": type_, "count": 1,
+                "source": {"component": "attachdetach-controller"},
+                "firstTimestamp": stamp, "lastTimestamp": stamp,
+            }, rt.namespace)
 
     async def _pod_lifecycle(self, rt: PodRuntime) -> None:
         try:
@@ -450,6 +527,7 @@ class SimulatedKubelet:
             rt.start_time = now_iso()
             rt.pod_ip = self._next_pod_ip()
             await self._publish(rt)
+            await self._wait_for_attach(rt)
             await asyncio.sleep(self.start_delay)
             rt.initialized = True  # init containers are treated as done
             # Env is resolved when the containers are created; a missing ref keeps them waiting.
