@@ -2,6 +2,7 @@
 
 Default: the emulated cluster (API server, simulated kubelet, mocknet) on loopback.
 `--kube-config PATH`: a real API server; the mocknet still serves the node API locally.
+`--nodes N`: an emulated cluster of N nodes (default 2), whose ReadWriteOnce volumes attach to one node at a time.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from .world import EmulatedWorld, World, real_cluster_world
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--kube-config", default=None, metavar="PATH",
                      help="run the end-to-end scenarios against the real cluster of this kubeconfig")
+    parser.addoption("--nodes", default=2, type=int, metavar="N",
+                     help="nodes of the emulated cluster (default 2; ReadWriteOnce volumes attach to one node at a time)")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -37,7 +40,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     kube_config = request.config.getoption("--kube-config")
     workdir = tmp_path_factory.mktemp("world")
-    w: World = real_cluster_world(kube_config, workdir) if kube_config else EmulatedWorld(workdir)
+    w: World = real_cluster_world(kube_config, workdir) if kube_config else \
+        EmulatedWorld(workdir, nodes=request.config.getoption("--nodes"))
     w.start()
     try:
         yield w

@@ -78,7 +78,8 @@ def cli(world, *args: str) -> subprocess.CompletedProcess[str]:
 def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     kube_config = request.config.getoption("--kube-config")
     workdir = tmp_path_factory.mktemp("backup-world")
-    w = real_cluster_world(kube_config, workdir) if kube_config else EmulatedWorld(workdir)
+    w = real_cluster_world(kube_config, workdir) if kube_config else \
+        EmulatedWorld(workdir, nodes=request.config.getoption("--nodes"))
     w.start()
     try:
         yield w

@@ -37,8 +37,10 @@ class EmulatedWorld:
 
     capabilities = EMULATED
 
-    def __init__(self, workdir: Path, block_interval: float = 0.2) -> None:
-        self._thread = SandboxThread(block_interval=block_interval, workdir=workdir)
+    def __init__(self, workdir: Path, block_interval: float = 0.2, nodes: int = 1) -> None:
+        names = ["sandbox-node", *(f"sandbox-node-{i}" for i in range(2, nodes + 1))]
+        self._thread = SandboxThread(block_interval=block_interval, workdir=workdir,
+                                     kubelet_options={"node_names": names})
 
     def start(self) -> None:
         self._thread.start()
