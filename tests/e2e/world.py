@@ -6,6 +6,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from mayanode_operator.sandbox.kubelet import NODE_NAME
 from mayanode_operator.sandbox.world import SandboxThread, SeededNode
 
 T = TypeVar("T")
@@ -38,7 +39,7 @@ class EmulatedWorld:
     capabilities = EMULATED
 
     def __init__(self, workdir: Path, block_interval: float = 0.2, nodes: int = 1) -> None:
-        names = ["sandbox-node", *(f"sandbox-node-{i}" for i in range(2, nodes + 1))]
+        names = [NODE_NAME, *(f"{NODE_NAME}-{i}" for i in range(2, nodes + 1))]
         self._thread = SandboxThread(block_interval=block_interval, workdir=workdir,
                                      kubelet_options={"node_names": names})
 

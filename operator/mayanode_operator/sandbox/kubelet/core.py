@@ -108,8 +108,9 @@ class PodRuntime:
 
 
 def _claims_of(pod: dict) -> set[str]:
-    return {str((vol.get("persistentVolumeClaim") or {}).get("claimName"))
-            for vol in (pod.get("spec") or {}).get("volumes") or [] if vol.get("persistentVolumeClaim")}
+    """The PersistentVolumeClaims a pod mounts."""
+    return {str(claim) for vol in (pod.get("spec") or {}).get("volumes") or []
+            if (claim := (vol.get("persistentVolumeClaim") or {}).get("claimName"))}
 
 
 class _KeyedRunner:
@@ -456,10 +457,7 @@ class SimulatedKubelet:
 
     async def _read_write_once_claims(self, rt: PodRuntime) -> list[str]:
         claims = []
-        for vol in (rt.pod.get("spec") or {}).get("volumes") or []:
-            claim = (vol.get("persistentVolumeClaim") or {}).get("claimName")
-            if not claim:
-                continue
+        for claim in sorted(_claims_of(rt.pod)):
             pvc = await self.client.get(kc.PVCS, claim, rt.namespace)
             modes = ((pvc or {}).get("spec") or {}).get("accessModes") or ["ReadWriteOnce"]
             if "ReadWriteOnce" in modes:
@@ -590,9 +588,8 @@ class SimulatedKubelet:
         return f"10.244.0.{self._ip_counter + 1}"
 
     async def _missing_pvcs(self, rt: PodRuntime) -> str | None:
-        for vol in (rt.pod.get("spec") or {}).get("volumes") or []:
-            claim = (vol.get("persistentVolumeClaim") or {}).get("claimName")
-            if claim and await self.client.get(kc.PVCS, claim, rt.namespace) is None:
+        for claim in sorted(_claims_of(rt.pod)):
+            if await self.client.get(kc.PVCS, claim, rt.namespace) is None:
                 return claim
         return None
 
