@@ -77,6 +77,16 @@ def retry_after_seconds(err: ApiException) -> float:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
+def status_message(err: ApiException) -> str:
+    """The message of the Status object an API error carries ("" when it carries none)."""
+    try:
+        body = json.loads(err.body) if err.body else {}
+    except (ValueError, TypeError):
+        return ""
+    message = body.get("message") if isinstance(body, dict) else None
+    return str(message) if message else ""
+
+
 def loop_reads_unsupported(configuration: k8s.Configuration) -> str | None:
     """Why a configuration's reads must stay on the official client, or None. Its proxies (HTTP and SOCKS), a
     hostname asserted apart from the one connected to and client-go style retries are left to it."""

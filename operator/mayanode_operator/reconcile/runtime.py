@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from .. import __version__
-from ..adapters.kube import KubeApi, make_api_client
+from ..adapters.kube import KubeApi, make_api_client, status_message
 from ..config import OperatorConfig
 from ..plan.backup_policy import KeyShareLook
 from .queue import WorkQueue
@@ -30,11 +29,7 @@ TRANSIENT_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError, aiohttp
 
 def describe_api_error(err: ApiException) -> str:
     """`403 Forbidden: <the API server's message>` (the headers and body of the exception's text are no help)."""
-    detail = ""
-    try:
-        detail = str(json.loads(err.body or "{}").get("message") or "")
-    except (ValueError, AttributeError, TypeError):
-        detail = ""
+    detail = status_message(err)
     return f"{err.status} {err.reason or ''}".strip() + (f": {detail[:400]}" if detail else "")
 
 

@@ -25,6 +25,7 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from ...adapters.kube import status_message
 from ...api import naming
 from ..crypto import sha256_hex
 from .base import StoredObject, StoreError, StoreReason, check_key, check_metadata, check_prefix
@@ -67,12 +68,7 @@ def _decode(response: Any) -> dict[str, Any]:
 
 
 def _status_message(err: ApiException) -> str:
-    try:
-        body = json.loads(err.body) if err.body else {}
-    except (ValueError, TypeError):
-        body = {}
-    message = body.get("message") if isinstance(body, dict) else None
-    return str(message)[:300] if message else (err.reason or "")
+    return status_message(err)[:300] or (err.reason or "")
 
 
 class SecretStore:
