@@ -46,8 +46,9 @@ ERRORS = Scenario(
     name="secrets-errors",
     setup=lambda run: run.seed_node(ip_address="203.0.113.9"),
     steps=[
-        Step(_fail_then_recover("garbage")),
-        Step(lambda run: run.apply(mayanode_body(run)),
+        # Ready first, so that the failure below flips NodeAPIReachable and is announced by an event
+        Step(lambda run: run.apply(mayanode_body(run)), until=lambda run: run.condition("Ready").get("status") == "True"),
+        Step(_fail_then_recover("garbage"),
              until=lambda run: run.condition("NodeAPIReachable").get("reason") == "InvalidResponse"),
         Step(_fail_then_recover("huge"),
              until=lambda run: run.condition("NodeAPIReachable").get("reason") == "TooLarge"),
