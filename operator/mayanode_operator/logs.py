@@ -13,6 +13,19 @@ from typing import Any
 from pythonjsonlogger.json import JsonFormatter
 
 OBJECT_FIELDS = ("kind", "namespace", "name")
+# kopf handlers that only note that a pod or Deployment changed (main.py): kopf's "succeeded" line for each event of
+# every pod in the cluster says nothing.
+QUIET_KOPF_HANDLERS = ("deployment_event", "pod_event")
+
+
+class QuietHandlersFilter(logging.Filter):
+    def __init__(self, handlers: tuple[str, ...] = QUIET_KOPF_HANDLERS) -> None:
+        super().__init__()
+        self._lines = frozenset(f"Handler {handler!r} succeeded." for handler in handlers)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name.startswith("kopf.") and record.levelno <= logging.INFO
+                    and record.getMessage() in self._lines)
 
 
 class OperatorJsonFormatter(JsonFormatter):
@@ -39,6 +52,7 @@ def configure_logging(fmt: str = "json", level: str = "INFO") -> None:
         ))
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.addFilter(QuietHandlersFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

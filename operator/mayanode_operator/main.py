@@ -35,8 +35,9 @@ WATCHED_PLURALS = (naming.MAYANODE_PLURAL, naming.NODEBACKUP_PLURAL, naming.NODE
 
 @kopf.on.startup(registry=registry)
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    """Apply the operator's kopf settings."""
+    """Apply the operator's kopf settings; from now on, the watches below tell the runtime what changes."""
     apply_settings(settings, memo.runtime.config)
+    memo.runtime.watched.running = True
 
 
 @kopf.on.login(registry=registry)
@@ -66,6 +67,12 @@ async def login(memo: kopf.Memo, **_: Any) -> kopf.AiohttpSession:
     return kopf.AiohttpSession(server=info.server, aiohttp_session=session)
 
 
+def _seen(memo: kopf.Memo, kind: str, event: dict[str, Any], body: kopf.Body) -> None:
+    meta = body.get("metadata") or {}
+    memo.runtime.watched.seen(kind, str(meta.get("namespace") or ""), str(meta.get("name") or ""),
+                              str(meta.get("resourceVersion") or ""), deleted=event.get("type") == "DELETED")
+
+
 # The event handlers are coroutines so that kopf calls them on the event loop: a plain function would run in
 # kopf's thread pool (a thread hop per watch event), and the work queue, like asyncio, is not thread-safe.
 def _enqueue(memo: kopf.Memo, plural: str, event: dict[str, Any], body: kopf.Body) -> None:
@@ -88,13 +95,29 @@ async def mayanode_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo
 async def nodebackup_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Every watch event of a NodeBackup queues a step of its state machine (no kopf finalizer; ours only with
     deletionPolicy Delete)."""
+    _seen(memo, naming.NODEBACKUP_PLURAL, event, body)
     _enqueue(memo, naming.NODEBACKUP_PLURAL, event, body)
 
 
 @kopf.on.event(naming.GROUP, naming.VERSION, naming.NODERESTORE_PLURAL, registry=registry)
 async def noderestore_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Every watch event of a NodeRestore queues a step of its state machine (no finalizer written)."""
+    _seen(memo, naming.NODERESTORE_PLURAL, event, body)
     _enqueue(memo, naming.NODERESTORE_PLURAL, event, body)
+
+
+# Watched only to know when what a pass read of a namespace changes (reconcile/watched.py); nothing is written to
+# these objects and their events are not logged (`logs.QUIET_KOPF_HANDLERS`).
+@kopf.on.event("apps", "v1", "deployments", registry=registry)
+async def deployment_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A Deployment changed: what passes read of its namespace is read again."""
+    _seen(memo, "deployments", event, body)
+
+
+@kopf.on.event("v1", "pods", registry=registry)
+async def pod_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A pod changed: what passes read of its namespace is read again."""
+    _seen(memo, "pods", event, body)
 
 
 @kopf.on.probe(id="queue", registry=registry)

@@ -14,7 +14,7 @@ from mayanode_operator.api import naming
 from mayanode_operator.api.models import MayaNodeSpec
 from mayanode_operator.observe.snapshot import MayaNodeObservation, NodeApiObservation, WorkloadObservation
 from mayanode_operator.reconcile import facet_replicas
-from mayanode_operator.reconcile.facets import NodeContext
+from mayanode_operator.reconcile.facets import NodeContext, failed_restore_holding
 from mayanode_operator.reconcile.noderestore import reconcile_noderestore
 
 from .backup_world import condition
@@ -150,7 +150,7 @@ def context(*, suspend: bool, desired: int, previous: dict | None = None, restor
                        now=datetime(2024, 6, 1, tzinfo=timezone.utc),
                        observed=MayaNodeObservation(mayanode=workload, bifrost=workload, api=NodeApiObservation()),
                        previous_status={"replicas": previous or {}}, status={}, active_restore=active,
-                       restores=tuple(restores))
+                       failed_restore=failed_restore_holding("n", restores))
 
 
 @pytest.fixture

@@ -27,8 +27,11 @@ pytestmark = pytest.mark.timeout(900)
 PACKAGE = REPO / "operator" / "mayanode_operator"
 NOT_THE_OPERATOR = ("sandbox", "demo")       # and cli*.py / cli/: run by a person with their own credentials
 OUR_GROUP = "maya.nodeops.io"
-# What kopf itself does with the operator's credentials: list and watch the three kinds, post events.
-KOPF_NEEDS = {(OUR_GROUP, plural, verb) for plural in ("mayanodes", "nodebackups", "noderestores")
+# What kopf itself does with the operator's credentials: list and watch the three kinds, pods and Deployments
+# (main.py), post events.
+KOPF_NEEDS = {(group, plural, verb) for group, plural in [(OUR_GROUP, "mayanodes"), (OUR_GROUP, "nodebackups"),
+                                                          (OUR_GROUP, "noderestores"), ("", "pods"),
+                                                          ("apps", "deployments")]
               for verb in ("list", "watch")} | {("", "events", "create")}
 
 CALL = re.compile(r"\b(get|read|list|create|replace|patch|delete|delete_collection|connect_get|connect_post)"

@@ -10,7 +10,7 @@ import sys
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from mayanode_operator.adapters.kube import KubeApi, make_api_client
+from mayanode_operator.adapters.kube import KubeApi, make_api_client, namespaced_target
 from mayanode_operator.plan.events import EventSpec
 from mayanode_operator.sandbox.apiserver import EmulatedApiServer
 
@@ -194,3 +194,14 @@ async def test_a_read_that_met_a_server_error_is_tried_again_a_write_is_not(kube
     with pytest.raises(ApiException):                                  # a write's 500 is the caller's to judge
         await api.patch_configmap(NS, "cm", {"data": {"a": "2"}})
     assert [m for m, _, _ in api.seen].count("PATCH") == 1
+
+
+@pytest.mark.parametrize("url, target", [
+    ("https://k:6443/api/v1/namespaces/ns/pods/x", ("ns", "pods")),
+    ("/apis/apps/v1/namespaces/ns/deployments/d/scale", ("ns", "deployments")),
+    ("/apis/maya.nodeops.io/v1alpha1/namespaces/ns/mayanodes/n/status", ("ns", "mayanodes")),
+    ("/api/v1/namespaces/ns", ("ns", "")),
+    ("/apis/maya.nodeops.io/v1alpha1/mayanodes", None),
+])
+def test_the_namespace_and_kind_a_write_addresses(url, target):
+    assert namespaced_target(url) == target

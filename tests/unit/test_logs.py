@@ -3,7 +3,8 @@ import json
 import logging
 import queue
 
-from mayanode_operator.logs import OperatorJsonFormatter
+from mayanode_operator import main
+from mayanode_operator.logs import QUIET_KOPF_HANDLERS, OperatorJsonFormatter, QuietHandlersFilter
 
 
 def formatted(**extra):
@@ -27,3 +28,17 @@ def test_only_allowlisted_fields_and_the_object_reference():
     assert line["message"] == "hello world" and line["level"] == "WARNING"
     assert line["object"] == {"kind": "MayaNode", "namespace": "n", "name": "x"}
     assert "hunter2-secret" not in json.dumps(line) and "settings" not in line
+
+
+def test_the_success_lines_of_the_pod_and_deployment_watchers_are_not_logged():
+    quiet = QuietHandlersFilter()
+
+    def record(name: str, level: int, message: str) -> logging.LogRecord:
+        return logging.LogRecord(name, level, __file__, 1, message, None, None)
+    assert not quiet.filter(record("kopf.objects", logging.INFO, "Handler 'pod_event' succeeded."))
+    assert not quiet.filter(record("kopf.objects", logging.INFO, "Handler 'deployment_event' succeeded."))
+    assert quiet.filter(record("kopf.objects", logging.INFO, "Handler 'mayanode_event' succeeded."))
+    assert quiet.filter(record("kopf.objects", logging.ERROR, "Handler 'pod_event' failed with an exception."))
+    assert quiet.filter(record("mayanode_operator.x", logging.INFO, "Handler 'pod_event' succeeded."))
+    assert set(QUIET_KOPF_HANDLERS) == {"pod_event", "deployment_event"}
+    assert all(callable(getattr(main, handler)) for handler in QUIET_KOPF_HANDLERS)   # the names kopf logs

@@ -23,11 +23,12 @@ import asyncio
 import base64
 import functools
 import json
+import re
 import socket
 import ssl
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from types import SimpleNamespace
 from typing import Any
@@ -53,6 +54,13 @@ CUSTOM_OBJECTS = "/apis/{group}/{version}/namespaces/{namespace}/{plural}"
 CUSTOM_OBJECT = CUSTOM_OBJECTS + "/{name}"
 READ_RETRIES = 3                      # a GET whose connection failed is tried again, as urllib3's default Retry does
 AUTHORIZATION_TTL_SECONDS = 5.0       # how long a bearer token read through the client's refresh hook is reused
+NAMESPACED_PATH = re.compile(r"/namespaces/([^/?]+)(?:/([^/?]+))?")
+
+
+def namespaced_target(url: str) -> tuple[str, str] | None:
+    """(namespace, resource) a request's URL addresses ("" for the Namespace itself; None: cluster-scoped)."""
+    match = NAMESPACED_PATH.search(url)
+    return (match.group(1), match.group(2) or "") if match else None
 
 
 def make_api_client(kubeconfig: str | None = None, context: str | None = None) -> k8s.ApiClient:
@@ -211,6 +219,41 @@ class KubeApi:
         self.api_client = api_client
         self._instance = socket.gethostname()
         self._loop_reads: LoopReads | None = None
+        self._on_write: Callable[[str, str], None] | None = None
+        self._on_write_loop: asyncio.AbstractEventLoop | None = None
+
+    def notify_writes(self, on_write: Callable[[str, str], None]) -> None:
+        """Call `on_write(namespace, resource)` on this event loop when a request that may change something in a
+        namespace is about to be sent and when it has been answered (or failed), before its caller gets the answer:
+        every request but a GET, through the official client (typed APIs, the methods below, in any thread) or the
+        loop."""
+        self._on_write, self._on_write_loop = on_write, asyncio.get_running_loop()
+        call_api = self.api_client.call_api
+
+        @functools.wraps(call_api)
+        def call_api_noticed(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            if method == "GET":
+                return call_api(method, url, *args, **kwargs)
+            self._written(url)
+            try:
+                return call_api(method, url, *args, **kwargs)
+            finally:
+                self._written(url)
+
+        self.api_client.call_api = call_api_noticed      # type: ignore[method-assign]
+
+    def _written(self, url: str) -> None:
+        target, on_write, loop = namespaced_target(url.split("?")[0]), self._on_write, self._on_write_loop
+        if target is None or on_write is None or loop is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            on_write(*target)
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(on_write, *target)     # before the thread's answer reaches its awaiting caller
 
     async def open_loop_reads(self, limit: int) -> str | None:
         """Serve GETs made on this event loop from an aiohttp session; the reason when the configuration keeps them
@@ -267,7 +310,14 @@ class KubeApi:
             query_params=[(key, value) for key, value in (query or {}).items() if value is not None],
             header_params=headers, body=body, auth_settings=None,
         )
-        data = await reads.send(method, url, headers, None if body is None else json.dumps(body).encode())
+        if method == "GET":
+            data = await reads.send(method, url, headers)
+        else:
+            self._written(url)
+            try:
+                data = await reads.send(method, url, headers, None if body is None else json.dumps(body).encode())
+            finally:
+                self._written(url)
         return json.loads(data) if data else {}
 
     def _loop_reads_for(self, method: str, content_type: str | None) -> LoopReads | None:

@@ -85,6 +85,21 @@ def _belongs(body: Mapping[str, Any], node: str) -> bool:
     return (spec.get("nodeRef") or {}).get("name") == node and not (body.get("metadata") or {}).get("deletionTimestamp")
 
 
+async def node_backups(ctx: NodeContext, *, fresh: bool = False) -> tuple[tuple[Any, ...], list[dict[str, Any]] | None]:
+    """This node's NodeBackups, summarized, and as listed; the last pass's summaries (and None) while nothing changed
+    in the namespace since, unless `fresh`."""
+    watched, key = ctx.runtime.watched, ("backups", ctx.name)
+    kept = None if fresh else watched.get(ctx.namespace, key)
+    if kept is not None:
+        return kept, None
+    epoch = watched.epoch(ctx.namespace)
+    bodies = [b for b in await ctx.runtime.kube.list_custom(naming.NODEBACKUP_PLURAL, ctx.namespace)
+              if _belongs(b, ctx.name)]
+    backups = tuple(summarize(b) for b in bodies)
+    watched.keep(ctx.namespace, key, backups, epoch)
+    return backups, bodies
+
+
 class BackupFacet:
     name = "Backup"
     owns_status_keys = ("backup",)
@@ -92,16 +107,19 @@ class BackupFacet:
     async def reconcile(self, ctx: NodeContext) -> FacetOutcome:
 
         policy = ctx.spec.backup
-        bodies = [b for b in await ctx.runtime.kube.list_custom(naming.NODEBACKUP_PLURAL, ctx.namespace)
-                  if _belongs(b, ctx.name)]
+        backups, bodies = await node_backups(ctx)
         shares = await observe_key_shares(ctx) if policy is not None and policy.after_churn else None
         inputs = PolicyInputs(
             node=ctx.name, policy=policy, now=ctx.now, previous=ctx.previous_status.get("backup") or {},
-            backups=tuple(summarize(b) for b in bodies), vault=_vault_view(ctx), local_key_shares=shares,
+            backups=backups, vault=_vault_view(ctx), local_key_shares=shares,
             workloads_locked=ctx.workloads_locked,
         )
         plan = plan_policy(inputs)
-        by_name = {str((b.get("metadata") or {}).get("name")): b for b in bodies}
+        if (plan.create or plan.delete) and bodies is None:        # creating or pruning: on a list read now
+            backups, bodies = await node_backups(ctx, fresh=True)
+            inputs = dataclasses.replace(inputs, backups=backups)
+            plan = plan_policy(inputs)
+        by_name = {str((b.get("metadata") or {}).get("name")): b for b in bodies or ()}
         if plan.delete:
             usage = {name: await restore_usage(ctx.runtime, by_name[name]) for name, _ in plan.delete if name in by_name}
             plan = plan_policy(dataclasses.replace(inputs, in_use=usage))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..adapters.keylock import KeyLocks
@@ -38,17 +37,6 @@ async def list_all_mayanodes(runtime: Any) -> list[dict[str, Any]]:
     return list(json.loads(response.data).get("items") or [])
 
 
-def failed_restore_holding(node_name: str, restores: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
-    """The newest Failed NodeRestore of this node that left it at 0 replicas: (name, its nextAction)."""
-    held = [r for r in restores
-            if ((r.get("spec") or {}).get("nodeRef") or {}).get("name") == node_name
-            and (r.get("status") or {}).get("phase") == "Failed" and (r.get("status") or {}).get("nodeLeftDown")]
-    if not held:
-        return None
-    newest = max(held, key=lambda r: str((r.get("metadata") or {}).get("creationTimestamp") or ""))
-    return str(newest["metadata"]["name"]), str((newest.get("status") or {}).get("nextAction") or "")
-
-
 class ReplicasFacet:
     name = "Replicas"
     owns_status_keys = (STATUS_KEY,)
@@ -56,7 +44,7 @@ class ReplicasFacet:
     async def reconcile(self, ctx: NodeContext) -> FacetOutcome:
 
         spec, observed = ctx.spec, ctx.observed
-        failed = failed_restore_holding(ctx.name, ctx.restores) if not ctx.workloads_locked else None
+        failed = ctx.failed_restore if not ctx.workloads_locked else None
         inputs = ReplicasInputs(
             suspend=spec.suspend,
             mayanode=observed.mayanode.desired_replicas if observed.mayanode.exists else None,

@@ -34,7 +34,8 @@ class NodeContext:
     status: Mapping[str, Any]               # the new status so far: the core's (node, chain, network, …) and
                                             # the keys of the facets that ran before this one
     active_restore: str | None = None       # a NodeRestore of this node that has not finished
-    restores: tuple[Mapping[str, Any], ...] = ()   # the namespace's NodeRestores, as listed for this pass
+    failed_restore: tuple[str, str] | None = None   # the newest Failed NodeRestore that left the node down, and
+                                                    # its nextAction
     # Writes top-level status keys at once (a transaction recorded as sent before it is sent); the
     # end-of-pass patch stays consistent. None (tests, dry runs): the record goes out with that patch.
     persist: Callable[[Mapping[str, Any]], Awaitable[None]] | None = None
@@ -81,3 +82,14 @@ def active_restore_for(node_name: str, restores: Sequence[Mapping[str, Any]]) ->
                 continue
             return str((restore.get("metadata") or {}).get("name"))
     return None
+
+
+def failed_restore_holding(node_name: str, restores: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
+    """The newest Failed NodeRestore of this node that left it at 0 replicas: (name, its nextAction)."""
+    held = [r for r in restores
+            if ((r.get("spec") or {}).get("nodeRef") or {}).get("name") == node_name
+            and (r.get("status") or {}).get("phase") == "Failed" and (r.get("status") or {}).get("nodeLeftDown")]
+    if not held:
+        return None
+    newest = max(held, key=lambda r: str((r.get("metadata") or {}).get("creationTimestamp") or ""))
+    return str(newest["metadata"]["name"]), str((newest.get("status") or {}).get("nextAction") or "")

@@ -14,15 +14,15 @@ from pydantic import ValidationError
 from .. import metrics
 from ..api import naming
 from ..api.models import MayaNodeSpec
-from ..observe.kube import observe_objects, read_workloads
+from ..observe.kube import WorkloadObjects, observe_objects, read_workloads
 from ..observe.nodeapi import NodeApi
-from ..observe.snapshot import MayaNodeObservation
+from ..observe.snapshot import MayaNodeObservation, WorkloadObservation
 from ..plan.conditions import Condition, merge_conditions
 from ..plan.events import EventSpec
 from ..plan.mayanode_status import StatusInputs, iso, plan_mayanode_status
 from ..plan.patches import merge_patch
 from .facet_order import FACETS
-from .facets import Facet, FacetOutcome, NodeContext, active_restore_for
+from .facets import Facet, FacetOutcome, NodeContext, active_restore_for, failed_restore_holding
 from .queue import jittered
 from .runtime import TRANSIENT_ERRORS, Runtime, describe_error
 from .status_writer import StatusWriter
@@ -68,13 +68,12 @@ async def reconcile_mayanode(runtime: Runtime, namespace: str, name: str) -> flo
     )
     now = runtime.now()
     plan = plan_mayanode_status(inputs, observed, status, now)
-    restores = await runtime.kube.list_custom(naming.NODERESTORE_PLURAL, namespace)
+    active_restore, failed_restore = await restore_holds(runtime, namespace, name)
     writer = StatusWriter(stored, lambda part: runtime.kube.patch_custom_status(
         naming.MAYANODE_PLURAL, namespace, name, part), runtime.unsent, uid)
     ctx = NodeContext(runtime=runtime, body=body, spec=spec, namespace=namespace, name=name, now=now,
                       observed=observed, previous_status=status, status=plan.status,
-                      active_restore=active_restore_for(name, restores), restores=tuple(restores),
-                      persist=writer.persist)
+                      active_restore=active_restore, failed_restore=failed_restore, persist=writer.persist)
     new_status, events, requeue = dict(plan.status), list(plan.events), float(spec.observe.interval_seconds)
     for facet in FACETS:
         outcome = await run_facet(facet, dataclasses.replace(ctx, status=dict(new_status)))
@@ -105,19 +104,48 @@ async def run_facet(facet: Facet, ctx: NodeContext) -> FacetOutcome:
         )
 
 
+async def restore_holds(runtime: Runtime, namespace: str, name: str) -> tuple[str | None, tuple[str, str] | None]:
+    """The NodeRestore of this node that has not finished, and the newest Failed one that left it down (with its
+    nextAction): from the namespace's NodeRestores, or from what the last pass found while nothing changed there."""
+    key = ("restore-holds", name)
+    kept = runtime.watched.get(namespace, key)
+    if kept is not None:
+        return kept
+    epoch = runtime.watched.epoch(namespace)
+    restores = await runtime.kube.list_custom(naming.NODERESTORE_PLURAL, namespace)
+    holds = active_restore_for(name, restores), failed_restore_holding(name, restores)
+    runtime.watched.keep(namespace, key, holds, epoch)
+    return holds
+
+
 async def observe_mayanode(runtime: Runtime, namespace: str, spec: MayaNodeSpec) -> MayaNodeObservation:
     node_api = NodeApi(runtime.http, spec.rest_url(namespace), spec.rpc_url(namespace),
                        float(spec.api.timeout_seconds or runtime.config.node_api_timeout_seconds),
                        network_rpc=[str(url) for url in spec.api.network_rpc])
-    (mayanode, bifrost), api = await asyncio.gather(
-        read_workloads(runtime.kube, namespace, [spec.mayanode.deployment, spec.bifrost.deployment]),
-        node_api.observe(spec.node_address),
-    )
-    return MayaNodeObservation(
-        mayanode=observe_objects(spec.mayanode.deployment, mayanode, spec.mayanode.container),
-        bifrost=observe_objects(spec.bifrost.deployment, bifrost, spec.bifrost.container),
-        api=api, objects={spec.mayanode.deployment: mayanode, spec.bifrost.deployment: bifrost},
-    )
+    (mayanode, bifrost, objects), api = await asyncio.gather(
+        observe_node_workloads(runtime, namespace, spec), node_api.observe(spec.node_address))
+    return MayaNodeObservation(mayanode=mayanode, bifrost=bifrost, api=api, objects=objects)
+
+
+async def observe_node_workloads(runtime: Runtime, namespace: str, spec: MayaNodeSpec,
+                                 ) -> tuple[WorkloadObservation, WorkloadObservation, dict[str, WorkloadObjects]]:
+    """The node's two workloads, and the objects read for them (none when the last pass's observation still holds:
+    the watches have shown every object it was made of, and nothing changed in the namespace since)."""
+    workloads = ((spec.mayanode.deployment, spec.mayanode.container), (spec.bifrost.deployment, spec.bifrost.container))
+    key = ("workloads", workloads)
+    kept = runtime.watched.get(namespace, key)
+    if kept is not None:
+        return (*kept, {})
+    epoch = runtime.watched.epoch(namespace)
+    mayanode, bifrost = await read_workloads(runtime.kube, namespace, [spec.mayanode.deployment, spec.bifrost.deployment])
+    observed = (observe_objects(spec.mayanode.deployment, mayanode, spec.mayanode.container),
+                observe_objects(spec.bifrost.deployment, bifrost, spec.bifrost.container))
+    deployments = [read.deployment for read in (mayanode, bifrost) if read.deployment is not None]
+    pods = [pod for read in (mayanode, bifrost) for pod in read.pods]
+    if (len(deployments) == 2 and runtime.watched.covers("deployments", namespace, deployments)
+            and runtime.watched.covers("pods", namespace, pods)):
+        runtime.watched.keep(namespace, key, observed, epoch)
+    return (*observed, {spec.mayanode.deployment: mayanode, spec.bifrost.deployment: bifrost})
 
 
 async def _report_invalid_spec(runtime: Runtime, body: dict[str, Any], message: str) -> None:

@@ -18,6 +18,7 @@ from ..config import OperatorConfig
 from ..plan.backup_policy import KeyShareLook
 from .queue import WorkQueue
 from .status_writer import UnsentRecords
+from .watched import WatchedReads
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ class Runtime:
     # (namespace, name) of a MayaNode → its last look for key shares in bifrost (plan/backup_policy.py says when
     # to look again); kept in memory only: a restarted operator looks at its first pass.
     key_shares: dict[tuple[str, str], KeyShareLook] = field(default_factory=dict)
+    # What passes read of a namespace, kept while its watches and this operator's writes say nothing changed there.
+    watched: WatchedReads = field(default_factory=WatchedReads)
 
     @classmethod
     async def create(cls, config: OperatorConfig) -> "Runtime":
@@ -68,7 +71,9 @@ class Runtime:
         if unsupported is not None:
             logger.info("Kubernetes reads go through the official client in threads: the configuration sets %s",
                         unsupported)
-        return cls(config=config, kube=kube, http=http)
+        runtime = cls(config=config, kube=kube, http=http)
+        kube.notify_writes(runtime.watched.written)
+        return runtime
 
     async def close(self) -> None:
         await self.http.close()
