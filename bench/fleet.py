@@ -17,7 +17,9 @@ For each fleet size N, in one emulated cluster (API server, kubelet, mocknet in 
   then --samples spec changes one by one: time from the PATCH to status.observedGeneration matching.
 - The same idle window is measured a second time with `MAYANODE_OPERATOR_HEIGHT_REFRESH_SECONDS` very
   large, to separate the periodic `status.chain.height` refresh (a designed write) from the rest, beside a fresh
-  bare kopf: what a bare kopf costs when no status write comes back to it through its watches.
+  bare kopf: what a bare kopf costs when no status write comes back to it through its watches, and beside
+  bench/polling_kopf.py: a kopf that only polls what an idle pass reads (the MayaNode, the six node-API routes),
+  the floor under any operator that observes nodes by polling them.
 Results: one JSON per size in --out, plots (PNG) of cost against fleet size.
 """
 
@@ -59,6 +61,8 @@ def client_of(request) -> str:                                     # noqa: ANN00
         return "operator"
     if agent.startswith("bare-kopf/"):
         return "bare"
+    if agent.startswith("polling-kopf/"):
+        return "polling"
     return "other"
 
 
@@ -197,24 +201,32 @@ def run_size(n: int, args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
         env_no_refresh = {**env, "MAYANODE_OPERATOR_HEIGHT_REFRESH_SECONDS": "1000000000",
                           "MAYANODE_OPERATOR_METRICS_PORT": str(free_port())}
         # A fresh bare kopf beside it: with no status writes to watch, what a bare kopf costs while nothing happens.
+        # And a kopf that only polls what an idle pass reads (bench/polling_kopf.py): the floor under any poller.
         second = {
             "operator": Proc([sys.executable, "-m", "mayanode_operator.cli", "run", "--kubeconfig", kubeconfig],
                              workdir / "operator-norefresh.log", env_no_refresh),
             "bare": Proc([sys.executable, str(ROOT / "bench" / "bare_kopf.py"), "--kubeconfig", kubeconfig],
                          workdir / "bare-norefresh.log"),
+            "polling": Proc([sys.executable, str(ROOT / "bench" / "polling_kopf.py"), "--kubeconfig", kubeconfig],
+                            workdir / "polling.log"),
         }
         try:
             time.sleep(args.settle + min(30.0, args.restart_wait + n * 0.03))
             window = measure_window(args.idle, second, counter)
             result["idle_without_height_refresh"] = window["operator"]
             result["idle_without_height_refresh_bare"] = window["bare"]
+            result["idle_without_height_refresh_polling"] = window["polling"]
         finally:
             for p in second.values():
                 p.stop()
     op_idle, bare_idle = result["idle"]["operator"], result["idle"]["bare"]
+    op_quiet, polling = result["idle_without_height_refresh"], result["idle_without_height_refresh_polling"]
     result["ratios"] = {
         "rss_max": round(op_idle["rss_mib_max"] / bare_idle["rss_mib_max"], 2),
         "cpu": round(op_idle["cpu_seconds"] / bare_idle["cpu_seconds"], 1) if bare_idle["cpu_seconds"] else None,
+        "cpu_vs_polling": (round(op_quiet["cpu_seconds"] / polling["cpu_seconds"], 2)
+                           if polling["cpu_seconds"] else None),
+        "rss_max_vs_polling": round(op_quiet["rss_mib_max"] / polling["rss_mib_max"], 2),
     }
     (out_dir / f"fleet-{n}.json").write_text(json.dumps(result, indent=2))
     return result
@@ -311,6 +323,9 @@ def plot(results: list[dict[str, Any]], out_dir: Path) -> None:
     if all("idle_without_height_refresh_bare" in r for r in results):
         ax.plot(sizes, [r["idle_without_height_refresh_bare"]["cpu_seconds_per_120s"] for r in results], "v:",
                 label="bare kopf, no status writes to watch")
+    if all("idle_without_height_refresh_polling" in r for r in results):
+        ax.plot(sizes, [r["idle_without_height_refresh_polling"]["cpu_seconds_per_120s"] for r in results], "d-.",
+                label="kopf polling what an idle pass reads")
     ax.set_title("CPU seconds per 120 s idle")
     ax = axes[2]
     ax.plot(sizes, [r["idle"]["operator"]["requests"] * 120 / r["idle"]["seconds"] for r in results], "o-",
