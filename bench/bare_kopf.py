@@ -27,21 +27,28 @@ async def login(**_: object) -> kopf.AiohttpSession:
     return kopf.AiohttpSession(server=SERVER["url"], aiohttp_session=session)
 
 
-for plural in ("mayanodes", "nodebackups", "noderestores"):
-    @kopf.on.event(GROUP, VERSION, plural, registry=registry)
-    def seen(**_: object) -> None:
-        """Nothing: the cost of watching and caching the objects is what is measured."""
+def ignore_events(registry: kopf.OperatorRegistry, plurals: tuple[str, ...]) -> None:
+    """Watch `plurals` of our group with a no-op handler each."""
+    for plural in plurals:
+        @kopf.on.event(GROUP, VERSION, plural, registry=registry)
+        def seen(**_: object) -> None:
+            """Nothing: the cost of watching and caching the objects is what is measured."""
 
 
-def main() -> None:
+ignore_events(registry, ("mayanodes", "nodebackups", "noderestores"))
+
+
+def run(registry: kopf.OperatorRegistry, server: dict[str, str]) -> None:
+    """`--kubeconfig PATH`: its server's URL into `server["url"]` (for the login handler), then kopf, standalone and
+    cluster-wide."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--kubeconfig", required=True)
     args = parser.parse_args()
     config = yaml.safe_load(open(args.kubeconfig))
-    SERVER["url"] = config["clusters"][0]["cluster"]["server"]
+    server["url"] = config["clusters"][0]["cluster"]["server"]
     logging.basicConfig(level=logging.INFO)          # as the operator logs: kopf says a line per handled event
     asyncio.run(kopf.operator(registry=registry, clusterwide=True, standalone=True))
 
 
 if __name__ == "__main__":
-    main()
+    run(registry, SERVER)

@@ -12,18 +12,16 @@ polling them. `User-Agent: polling-kopf/…`.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import logging
 import random
 from typing import Any
 
 import aiohttp
 import kopf
-import yaml
 
-GROUP, VERSION = "maya.nodeops.io", "v1alpha1"
+from bare_kopf import GROUP, VERSION, ignore_events, run
+
 registry = kopf.OperatorRegistry()
 SERVER: dict[str, str] = {}
 POLLERS: dict[tuple[str, str], asyncio.Task[None]] = {}
@@ -76,21 +74,7 @@ async def mayanode_seen(event: dict[str, Any], body: kopf.Body, **_: object) -> 
         POLLERS[key] = asyncio.create_task(poll(*key, dict(body.get("spec") or {})))
 
 
-for plural in ("nodebackups", "noderestores"):
-    @kopf.on.event(GROUP, VERSION, plural, registry=registry)
-    def seen(**_: object) -> None:
-        """Nothing, as in bare_kopf.py."""
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--kubeconfig", required=True)
-    args = parser.parse_args()
-    config = yaml.safe_load(open(args.kubeconfig))
-    SERVER["url"] = config["clusters"][0]["cluster"]["server"]
-    logging.basicConfig(level=logging.INFO)
-    asyncio.run(kopf.operator(registry=registry, clusterwide=True, standalone=True))
-
+ignore_events(registry, ("nodebackups", "noderestores"))
 
 if __name__ == "__main__":
-    main()
+    run(registry, SERVER)
