@@ -46,8 +46,8 @@ class WatchedReads:
         self._epochs: dict[str, int] = {}
         # (kind, namespace) → name → the resourceVersion the watch showed last
         self._versions: dict[tuple[str, str], dict[str, str]] = {}
-        # namespace → key → (epoch at the read's start, when it was read, the value)
-        self._kept: dict[str, dict[Hashable, tuple[int, float, Any]]] = {}
+        # namespace → key → (when it was read, the value); a change in the namespace drops them all
+        self._kept: dict[str, dict[Hashable, tuple[float, Any]]] = {}
 
     # --- what changes a namespace ---------------------------------------------------------------
     def seen(self, kind: str, namespace: str, name: str, version: str, *, deleted: bool = False) -> None:
@@ -90,16 +90,14 @@ class WatchedReads:
             return
         now = self._clock()
         kept = self._kept.setdefault(namespace, {})
-        for stale in [k for k, (_, at, _) in kept.items() if now - at > self.max_age]:
+        for stale in [k for k, (at, _) in kept.items() if now - at > self.max_age]:
             del kept[stale]
-        kept[key] = (epoch, now, value)
+        kept[key] = (now, value)
 
     def get(self, namespace: str, key: Hashable) -> Any | None:
         """The kept value, or None when there is none or it is stale."""
         entry = (self._kept.get(namespace) or {}).get(key)
         if entry is None:
             return None
-        epoch, at, value = entry
-        if epoch != self.epoch(namespace) or self._clock() - at > self.max_age:
-            return None
-        return value
+        at, value = entry
+        return None if self._clock() - at > self.max_age else value
