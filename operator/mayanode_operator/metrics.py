@@ -304,12 +304,14 @@ def observe_mayanode(namespace: str, name: str, status: Mapping[str, Any]) -> No
     """Set the node gauges from a MayaNode status; series the status no longer supports are removed."""
     try:
         samples = node_samples(status)
-        # Label values are interned: every node repeats the same few words (condition types, states).
-        series = tuple((sample.metric, tuple(sys.intern(str(value)) for _, value in sample.labels), sample.value)
+        series = tuple((sample.metric, tuple(str(value) for _, value in sample.labels), sample.value)
                        for sample in samples)
         completed = next((s.value for s in samples if s.metric == "mayanode_backup_last_success_timestamp_seconds"), None)
         with _lock:
-            _node_series[(namespace, name)] = series
+            if _node_series.get((namespace, name)) != series:     # most passes change nothing: keep the stored one
+                # Label values are interned: every node repeats the same few words (condition types, states).
+                _node_series[(namespace, name)] = tuple((metric, tuple(sys.intern(value) for value in labels), value)
+                                                        for metric, labels, value in series)
             if completed is None:
                 BACKUP_AGE.completed_at.pop((namespace, name), None)
             else:

@@ -68,3 +68,41 @@ def test_merge_patch_applied_gives_new_for_named_keys(old, new):
         assert patched.get(key) == value
     for key in old.keys() - new.keys():
         assert patched[key] == old[key]
+
+
+@given(json_doc, json_doc)
+def test_the_operator_s_apply_merge_patch_agrees_with_rfc_7386_and_changes_neither_input(doc, new):
+    from mayanode_operator.plan.patches import apply_merge_patch as operators, copy_document
+    patch = merge_patch(doc, new)
+    doc_before, patch_before = copy_document(doc), copy_document(patch)
+    assert operators(doc, patch) == apply_merge_patch(doc, patch)
+    assert doc == doc_before and patch == patch_before
+
+
+def test_apply_merge_patch_copies_what_the_patch_brings_and_shares_only_what_it_leaves_alone():
+    from mayanode_operator.plan.patches import apply_merge_patch as operators
+    untouched, history = {"history": [1, 2]}, [{"to": "1.112.0"}]
+    doc = {"untouched": untouched, "upgrade": {"state": "Idle"}}
+    patch = {"upgrade": {"state": "Done", "history": history}}
+    after = operators(doc, patch)
+    assert after["untouched"] is untouched                        # never changed in place by the writer
+    assert after["upgrade"] is not doc["upgrade"] and doc["upgrade"] == {"state": "Idle"}
+    history[0]["to"] = "changed by the planner afterwards"
+    assert after["upgrade"]["history"] == [{"to": "1.112.0"}]
+
+
+async def test_the_status_writer_keeps_what_the_server_holds_whatever_the_pass_does_to_its_body():
+    from mayanode_operator.reconcile.status_writer import StatusWriter
+    sent = []
+
+    async def patch_status(part):
+        sent.append(part)
+
+    body_status = {"chain": {"height": 5}, "conditions": [{"type": "Ready", "status": "True"}]}
+    writer = StatusWriter(body_status, patch_status)
+    body_status["chain"]["height"] = 6                              # the body is someone else's
+    body_status["conditions"].append({"type": "Other"})
+    await writer.write_final({"chain": {"height": 5}, "conditions": [{"type": "Ready", "status": "True"}]})
+    assert sent == []                                               # nothing changed on the server
+    await writer.write_final({"chain": {"height": 7}})
+    assert sent == [{"chain": {"height": 7}}] and writer.stored["chain"] == {"height": 7}

@@ -17,6 +17,7 @@ into structural OpenAPI schemas. Conventions that make this work:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from datetime import datetime, timedelta
@@ -134,6 +135,7 @@ def list_map(*keys: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 # Semantic checks the schema cannot express (used by the annotated types below)
 # --------------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=4096)      # every pass validates its spec: the same few addresses again and again
 def check_bech32(value: str) -> str:
     hrp, data = bech32.bech32_decode(value)
     if hrp is None or data is None:

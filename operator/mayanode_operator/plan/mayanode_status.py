@@ -30,8 +30,13 @@ class StatusInputs:
 @dataclass(frozen=True)
 class StatusPlan:
     status: dict[str, Any]          # this planner's part of the status, complete
-    patch: dict[str, Any]           # merge patch against the previous status ({} = nothing to write)
+    previous: Mapping[str, Any]
     events: tuple[EventSpec, ...]
+
+    @property
+    def patch(self) -> dict[str, Any]:
+        """The merge patch against the previous status ({} = nothing to write); the pass's writer makes its own."""
+        return merge_patch(self.previous, self.status)
 
 
 def iso(now: datetime) -> str:
@@ -66,7 +71,7 @@ def plan_mayanode_status(
     })
     if not inputs.manages_external_ip:
         status["externalIP"] = _observed_ip(observed, previous.get("externalIP"))
-    return StatusPlan(status=status, patch=merge_patch(previous, status), events=_events(previous, status))
+    return StatusPlan(status=status, previous=previous, events=_events(previous, status))
 
 
 def _api_error(observed: MayaNodeObservation) -> EndpointError | None:

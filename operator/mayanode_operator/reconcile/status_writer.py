@@ -15,13 +15,12 @@ be in flight. Another process (after a restart) does not know, and keeps to the 
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..plan.patches import apply_merge_patch, merge_patch
+from ..plan.patches import apply_merge_patch, copy_document, merge_patch
 
 __all__ = ["StatusWriter", "UnsentRecords", "apply_merge_patch"]
 
@@ -43,7 +42,7 @@ class UnsentRecords:
         self._by_object: dict[str, dict[str, _Known]] = {}
 
     def remember(self, uid: str, key: str, *, stored_as: Any, plan_from: Any) -> None:
-        self._by_object.setdefault(uid, {})[key] = _Known(copy.deepcopy(stored_as), copy.deepcopy(plan_from))
+        self._by_object.setdefault(uid, {})[key] = _Known(copy_document(stored_as), copy_document(plan_from))
 
     def forget(self, uid: str, key: str) -> None:
         entries = self._by_object.get(uid)
@@ -66,7 +65,7 @@ class UnsentRecords:
                 if known.plan_from is None:
                     status.pop(key, None)
                 else:
-                    status[key] = copy.deepcopy(known.plan_from)
+                    status[key] = copy_document(known.plan_from)
             elif value != known.plan_from:
                 logger.info("status.%s of %s: stored as neither known value; the stored one counts", key, uid)
                 self.forget(uid, key)
@@ -81,7 +80,9 @@ class StatusWriter:
 
     def __init__(self, stored: Mapping[str, Any] | None, patch_status: PatchStatus,
                  unsent: UnsentRecords | None = None, uid: str | None = None) -> None:
-        self.stored: dict[str, Any] = copy.deepcopy(dict(stored or {}))
+        # A copy: the pass's body may be changed by whoever holds it, `stored` must stay what the server holds. Never
+        # changed in place itself (each write replaces it), so writes may share its untouched parts.
+        self.stored: dict[str, Any] = copy_document(dict(stored or {}))
         self._patch_status = patch_status
         self._unsent = unsent if uid else None
         self._uid = uid or ""
@@ -124,9 +125,9 @@ class StatusWriter:
     async def _write(self, patch: Mapping[str, Any],
                      on_unknown: Callable[[UnsentRecords, Mapping[str, Any]], None]) -> Mapping[str, Any]:
         """Send `patch` (if any) and keep `stored` in step; on a failure, `on_unknown` gets what it would have made."""
-        after = apply_merge_patch(self.stored, patch)
         if not patch:
-            return after
+            return self.stored
+        after = apply_merge_patch(self.stored, patch)
         try:
             await self._patch_status(patch)
         except BaseException:
