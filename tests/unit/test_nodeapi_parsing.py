@@ -81,3 +81,54 @@ def test_inbound_and_asgard():
     ])
     assert vault.pub_key == "mayapub1new" and vault.membership == ("a", "b")
     assert parse_asgard([]) is None
+
+
+def counting(parse):
+    calls = []
+
+    def parse_counted(doc):
+        calls.append(doc)
+        return parse(doc)
+    return parse_counted, calls
+
+
+def test_an_answer_seen_before_is_not_parsed_again_whichever_node_gave_it():
+    from mayanode_operator.observe.nodeapi import ParsedAnswers
+    answers, (parse, calls) = ParsedAnswers(), counting(parse_mimir)
+    first = answers.parse("mimir", "http://node-a/mayachain/mimir", b'{"HaltTrading": 0}', parse)
+    again = answers.parse("mimir", "http://node-b/mayachain/mimir", b'{"HaltTrading": 0}', parse)
+    changed = answers.parse("mimir", "http://node-a/mayachain/mimir", b'{"HaltTrading": 1}', parse)
+    assert first is again and first == (("HALTTRADING", 0),) and changed == (("HALTTRADING", 1),)
+    assert len(calls) == 2
+
+
+def test_the_same_bytes_of_another_route_are_parsed_by_that_route():
+    from mayanode_operator.observe.nodeapi import ParsedAnswers
+    answers = ParsedAnswers()
+    assert answers.parse("inbound", "u", b"[]", parse_inbound) == ()
+    assert answers.parse("asgard", "u", b"[]", parse_asgard) is None
+
+
+def test_bad_answers_are_refused_every_time_and_never_kept():
+    from mayanode_operator.observe.nodeapi import ParsedAnswers
+    answers, (parse, calls) = ParsedAnswers(), counting(parse_mimir)
+    for body, reason in [(b"<html>", "InvalidResponse"), (b'{"HaltTrading": "yes"}', "InvalidResponse")] * 2:
+        with pytest.raises(EndpointFailure) as failure:
+            answers.parse("mimir", "http://node-a/mayachain/mimir", body, parse)
+        assert failure.value.reason == reason
+    assert len(answers) == 0
+
+
+def test_the_kept_answers_are_bounded_in_number_and_in_size():
+    from mayanode_operator.observe.nodeapi import ParsedAnswers
+    answers, (parse, calls) = ParsedAnswers(max_entries=3, max_body=64), counting(parse_mimir)
+    for value in range(5):
+        answers.parse("mimir", "u", b'{"K": %d}' % value, parse)
+    assert len(answers) == 3
+    answers.parse("mimir", "u", b'{"K": 4}', parse)                     # kept: the newest three
+    answers.parse("mimir", "u", b'{"K": 0}', parse)                     # dropped first: parsed again
+    assert len(calls) == 6
+    big = b'{"K": 1, "PADDING": 1' + b"0" * 80 + b"}"
+    answers.parse("mimir", "u", big, parse)
+    answers.parse("mimir", "u", big, parse)
+    assert len(calls) == 8 and len(answers) == 3

@@ -118,6 +118,18 @@ class EndpointFailure(Exception):
 
 async def fetch_json(session: aiohttp.ClientSession, url: str, timeout: float) -> Any:
     """GET a JSON document, bounded in time and size."""
+    return decode_json(url, await fetch_body(session, url, timeout))
+
+
+def decode_json(url: str, body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise EndpointFailure("InvalidResponse", f"{url} did not answer JSON") from None
+
+
+async def fetch_body(session: aiohttp.ClientSession, url: str, timeout: float) -> bytes:
+    """GET a 2xx answer's body, bounded in time and size."""
     try:
         # aiohttp's own deadline (the whole request, the body included): cheaper than a second one around it.
         async with session.get(url, headers={"Accept": "application/json"},
@@ -131,10 +143,7 @@ async def fetch_json(session: aiohttp.ClientSession, url: str, timeout: float) -
         raise EndpointFailure("Timeout", f"no answer from {url} within {timeout:g}s") from None
     except aiohttp.ClientError as err:
         raise EndpointFailure("Unreachable", f"{url}: {type(err).__name__}: {err}") from None
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise EndpointFailure("InvalidResponse", f"{url} did not answer JSON") from None
+    return body
 
 
 async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
@@ -227,6 +236,39 @@ def parse_asgard(doc: Any) -> Vault | None:
     return Vault(newest.pub_key, newest.block_height, tuple(sorted(newest.membership or ())))
 
 
+class ParsedAnswers:
+    """What the network-wide routes answered, parsed, by the exact bytes of the answer.
+
+    Every node of a network answers `/mayachain/version`, `mimir`, `inbound_addresses` and `vaults/asgard` alike,
+    and mostly as it did at the last pass: an answer seen before (by any node) is not decoded and validated again.
+    On mainnet these are tens of KiB per pass and node. Only answers that parsed are kept (the parsed values are
+    immutable), at most `max_entries` of at most `max_body` bytes each, the least recently used going first."""
+
+    def __init__(self, max_entries: int = 16, max_body: int = 256 * 1024) -> None:
+        self.max_entries, self.max_body = max_entries, max_body
+        self._parsed: dict[tuple[str, bytes], Any] = {}
+
+    def parse(self, route: str, url: str, body: bytes, parse: Any) -> Any:
+        key = (route, body)
+        if key in self._parsed:
+            value = self._parsed.pop(key)
+            self._parsed[key] = value           # most recently used last
+            return value
+        value = parse(decode_json(url, body))
+        if len(body) <= self.max_body:
+            self._parsed[key] = value
+            while len(self._parsed) > self.max_entries:
+                del self._parsed[next(iter(self._parsed))]
+        return value
+
+    def __len__(self) -> int:
+        return len(self._parsed)
+
+
+NETWORK_ANSWERS = ParsedAnswers()
+NETWORK_ROUTES = frozenset({"version", "mimir", "inbound", "asgard"})
+
+
 class NodeApi:
     """The routes one MayaNode reconcile reads, fetched concurrently.
 
@@ -254,7 +296,8 @@ class NodeApi:
             routes["node"] = (f"{self._rest}/mayachain/node/{node_address}", parse_node_account)
         names = list(routes)
         network_rpc = [(f"{url}/status", parse_rpc_status) for url in self._network_rpc]
-        outcomes = await asyncio.gather(*(self._fetch(*route) for route in [*(routes[n] for n in names), *network_rpc]))
+        outcomes = await asyncio.gather(*(self._fetch(*routes[name], route=name) for name in names),
+                                        *(self._fetch(*route) for route in network_rpc))
         outcomes, network_outcomes = outcomes[:len(names)], outcomes[len(names):]
         results: dict[str, Any] = {}
         errors: list[EndpointError] = []
@@ -283,9 +326,12 @@ class NodeApi:
             network_rpc=tuple(peers),
         )
 
-    async def _fetch(self, url: str, parse: Any) -> tuple[Any, EndpointFailure | None]:
+    async def _fetch(self, url: str, parse: Any, route: str = "") -> tuple[Any, EndpointFailure | None]:
         try:
-            return parse(await fetch_json(self._session, url, self._timeout)), None
+            body = await fetch_body(self._session, url, self._timeout)
+            if route in NETWORK_ROUTES:
+                return NETWORK_ANSWERS.parse(route, url, body, parse), None
+            return parse(decode_json(url, body)), None
         except EndpointFailure as failure:
             return None, failure
 

@@ -78,8 +78,9 @@ async def reconcile_mayanode(runtime: Runtime, namespace: str, name: str) -> flo
     for facet in FACETS:
         outcome = await run_facet(facet, dataclasses.replace(ctx, status=dict(new_status)))
         new_status.update(outcome.status)
-        new_status["conditions"] = merge_conditions(new_status["conditions"], outcome.conditions,
-                                                    now=iso(now), generation=ctx.generation)
+        if outcome.conditions:
+            new_status["conditions"] = merge_conditions(new_status["conditions"], outcome.conditions,
+                                                        now=iso(now), generation=ctx.generation)
         events += outcome.events
         if outcome.requeue_after is not None:
             requeue = min(requeue, outcome.requeue_after)
