@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 ENV_PREFIX = "MAYANODE_OPERATOR_"
+# The kinds main.py's kopf handlers watch: MayaNodes, NodeBackups, NodeRestores, Deployments, pods (a test counts them).
+KOPF_WATCHED_KINDS = 5
 
 
 class OperatorConfig(BaseModel):
@@ -40,10 +42,10 @@ class OperatorConfig(BaseModel):
 
     def kopf_connection_limit(self) -> int:
         """kopf's pool: `max_connections`, but never fewer than its watches need. Each watch holds a connection for
-        as long as it streams: one per kind (three) in every watched namespace, or cluster-wide, plus kopf's own
-        (CRD and namespace discovery) and a few for its other requests; a pool smaller than that starves a watch
-        and nothing is reconciled."""
-        watches = 3 * max(1, len(self.namespaces))
+        as long as it streams: one per watched kind (KOPF_WATCHED_KINDS) in every watched namespace, or
+        cluster-wide, plus kopf's own (CRD and namespace discovery) and a few for its other requests; a pool smaller
+        than that starves a watch, and what it watches is not seen until another stream ends."""
+        watches = KOPF_WATCHED_KINDS * max(1, len(self.namespaces))
         return max(self.max_connections, watches + 4)
 
     @classmethod
