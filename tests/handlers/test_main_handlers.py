@@ -52,11 +52,22 @@ def test_event_handlers_run_on_the_event_loop():
 async def test_login_uses_the_operator_credentials_with_a_capped_pool():
     configuration = k8s.Configuration(host="https://10.0.0.1:6443", api_key={"authorization": "Bearer abc"})
     configuration.verify_ssl = False
-    runtime = FakeRuntime(OperatorConfig(max_connections=7), k8s.ApiClient(configuration))
+    runtime = FakeRuntime(OperatorConfig(max_connections=12), k8s.ApiClient(configuration))
     session = (await login(memo=kopf.Memo(runtime=runtime))).aiohttp_session
     try:
-        assert session.connector.limit == 7
+        assert session.connector.limit == 12          # what is configured, above what the watches need (9)
         assert session.headers["Authorization"] == "Bearer abc"
+    finally:
+        await session.close()
+
+
+async def test_login_never_makes_a_pool_too_small_for_the_watches():
+    configuration = k8s.Configuration(host="https://10.0.0.1:6443", api_key={"authorization": "Bearer abc"})
+    configuration.verify_ssl = False
+    config = OperatorConfig(max_connections=1, namespaces=["a", "b"])
+    session = (await login(memo=kopf.Memo(runtime=FakeRuntime(config, k8s.ApiClient(configuration))))).aiohttp_session
+    try:
+        assert session.connector.limit == 5 * 2 + 4       # five watched kinds in two namespaces, and kopf's own
     finally:
         await session.close()
 

@@ -52,9 +52,15 @@ def stored_object(world, namespace: str, body: dict) -> bytes:
     return world.call(store.get(body["status"]["archive"]["key"]))
 
 
-def test_backup_completes_with_every_item_listed_and_verified(world, node):
+@pytest.fixture(scope="module")
+def full(world, node):
+    """The node's full backup, driven to its end once: several tests read it."""
     world.nodebackup(NS, "full", NS)
-    body = world.drive(NS, "full")
+    return world.drive(NS, "full")
+
+
+def test_backup_completes_with_every_item_listed_and_verified(world, node, full):
+    body = full
     status = body["status"]
     assert status["phase"] == "Completed", status
     assert {i["name"] for i in status["items"]} == expected_names(world, node)
@@ -73,7 +79,7 @@ def test_backup_completes_with_every_item_listed_and_verified(world, node):
     assert {"Accepted", "Started", "Stored", "Verified", "Completed"} <= set(reasons)
 
 
-def test_stored_object_is_unreadable_without_the_identity(world, node):
+def test_stored_object_is_unreadable_without_the_identity(world, node, full):
     body = world.backup(NS, "full")
     ciphertext = stored_object(world, NS, body)
     assert ciphertext.startswith(b"age-encryption.org/v1\n")
@@ -261,7 +267,7 @@ def test_ttl_expiry_deletes_the_archive_and_the_backup(world, node):
     assert "Expired" in [e["reason"] for e in world.events(NS, "shortlived")]
 
 
-def test_deleting_the_nodebackup_alone_keeps_the_stored_archive(world, node):
+def test_deleting_the_nodebackup_alone_keeps_the_stored_archive(world, node, full):
     body = world.backup(NS, "full")
     key = body["status"]["archive"]["key"]
     world.nodebackup(NS, "todelete", NS)
@@ -296,7 +302,7 @@ def test_volume_snapshots_are_taken_and_waited_for(world, node):
             "volumesnapshots"))["items"])
 
 
-def test_export_import_verify_round_trip(world, node, tmp_path):
+def test_export_import_verify_round_trip(world, node, full, tmp_path):
     bundle = world.call(cli_backup.export_backup(world.runtime.kube, NS, "full"))
     for secret in (node.identity.mnemonic, node.password):
         assert secret.encode() not in bundle
