@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import json
 import re
@@ -28,7 +29,7 @@ import socket
 import ssl
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from types import SimpleNamespace
 from typing import Any
@@ -232,15 +233,22 @@ class KubeApi:
 
         @functools.wraps(call_api)
         def call_api_noticed(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-            if method == "GET":
+            with self._noticed(method, url):
                 return call_api(method, url, *args, **kwargs)
-            self._written(url)
-            try:
-                return call_api(method, url, *args, **kwargs)
-            finally:
-                self._written(url)
 
         self.api_client.call_api = call_api_noticed      # type: ignore[method-assign]
+
+    @contextlib.contextmanager
+    def _noticed(self, method: str, url: str) -> Iterator[None]:
+        """Around a request: a write is noticed before it is sent and once it is answered (or failed)."""
+        if method == "GET":
+            yield
+            return
+        self._written(url)
+        try:
+            yield
+        finally:
+            self._written(url)
 
     def _written(self, url: str) -> None:
         target, on_write, loop = namespaced_target(url.split("?")[0]), self._on_write, self._on_write_loop
@@ -310,14 +318,8 @@ class KubeApi:
             query_params=[(key, value) for key, value in (query or {}).items() if value is not None],
             header_params=headers, body=body, auth_settings=None,
         )
-        if method == "GET":
-            data = await reads.send(method, url, headers)
-        else:
-            self._written(url)
-            try:
-                data = await reads.send(method, url, headers, None if body is None else json.dumps(body).encode())
-            finally:
-                self._written(url)
+        with self._noticed(method, url):
+            data = await reads.send(method, url, headers, None if body is None else json.dumps(body).encode())
         return json.loads(data) if data else {}
 
     def _loop_reads_for(self, method: str, content_type: str | None) -> LoopReads | None:
