@@ -43,11 +43,18 @@ def run(registry: kopf.OperatorRegistry, server: dict[str, str]) -> None:
     cluster-wide."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop",
+                        help="uvloop, as `kopf run` picks when it is installed, or the standard library's")
     args = parser.parse_args()
     config = yaml.safe_load(open(args.kubeconfig))
     server["url"] = config["clusters"][0]["cluster"]["server"]
     logging.basicConfig(level=logging.INFO)          # as the operator logs: kopf says a line per handled event
-    asyncio.run(kopf.operator(registry=registry, clusterwide=True, standalone=True))
+    factory = None
+    if args.event_loop == "uvloop":
+        import uvloop
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(kopf.operator(registry=registry, clusterwide=True, standalone=True))
 
 
 if __name__ == "__main__":

@@ -174,11 +174,13 @@ def run_size(n: int, args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
         result["seed_seconds"] = round(time.monotonic() - t, 1)
 
         kubeconfig = str(sb.kubeconfig_path)
-        env = {"MAYANODE_OPERATOR_METRICS_PORT": str(free_port())}
+        env = {"MAYANODE_OPERATOR_METRICS_PORT": str(free_port()), "MAYANODE_OPERATOR_EVENT_LOOP": args.event_loop}
+        loop = ["--event-loop", args.event_loop]        # every process on the same event loop
+        result["event_loop"] = args.event_loop
         procs = {
             "operator": Proc([sys.executable, "-m", "mayanode_operator.cli", "run", "--kubeconfig", kubeconfig],
                              workdir / "operator.log", env),
-            "bare": Proc([sys.executable, str(ROOT / "bench" / "bare_kopf.py"), "--kubeconfig", kubeconfig],
+            "bare": Proc([sys.executable, str(ROOT / "bench" / "bare_kopf.py"), "--kubeconfig", kubeconfig, *loop],
                          workdir / "bare.log"),
         }
         try:
@@ -205,9 +207,9 @@ def run_size(n: int, args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
         second = {
             "operator": Proc([sys.executable, "-m", "mayanode_operator.cli", "run", "--kubeconfig", kubeconfig],
                              workdir / "operator-norefresh.log", env_no_refresh),
-            "bare": Proc([sys.executable, str(ROOT / "bench" / "bare_kopf.py"), "--kubeconfig", kubeconfig],
+            "bare": Proc([sys.executable, str(ROOT / "bench" / "bare_kopf.py"), "--kubeconfig", kubeconfig, *loop],
                          workdir / "bare-norefresh.log"),
-            "polling": Proc([sys.executable, str(ROOT / "bench" / "polling_kopf.py"), "--kubeconfig", kubeconfig],
+            "polling": Proc([sys.executable, str(ROOT / "bench" / "polling_kopf.py"), "--kubeconfig", kubeconfig, *loop],
                             workdir / "polling.log"),
         }
         try:
@@ -357,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds for the restarted operator's first passes before its idle window")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop",
+                        help="the event loop of the operator and both baselines")
     args = parser.parse_args(argv)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)

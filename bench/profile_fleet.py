@@ -32,6 +32,7 @@ PARTS = [
     ("logging", "logging/"),
     ("kopf watch streams and handlers", "kopf/"),
     ("asyncio event loop", "asyncio/"),
+    ("event loop (uvloop, or the runner around it)", "uvloop"),
 ]
 
 

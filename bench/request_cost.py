@@ -1,6 +1,6 @@
 """The CPU one HTTP GET costs a Python client on this machine: the floor under any per-node observation.
 
-    .venv/bin/python bench/request_cost.py
+    .venv/bin/python bench/request_cost.py [--event-loop uvloop|asyncio]
 
 An aiohttp server in a child process answers a small JSON document; this process sends GETs with one aiohttp
 session (keep-alive), one at a time and six at once, and reports its own user and system CPU time per request.
@@ -50,6 +50,7 @@ async def measure(url: str, n: int) -> None:
 
 
 def main() -> int:
+    event_loop = sys.argv[sys.argv.index("--event-loop") + 1] if "--event-loop" in sys.argv else "uvloop"
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -62,7 +63,12 @@ def main() -> int:
                 break
             except OSError:
                 time.sleep(0.05)
-        asyncio.run(measure(f"http://127.0.0.1:{port}/x", 3000))
+        factory = None
+        if event_loop == "uvloop":
+            import uvloop
+            factory = uvloop.new_event_loop
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(measure(f"http://127.0.0.1:{port}/x", 3000))
     finally:
         server.terminate()
         server.wait()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 
 from . import __version__
@@ -50,7 +49,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .operator_loop import run_operator
+    from .operator_loop import run_operator, run_until_done
 
     config = OperatorConfig.from_env(
         kubeconfig=args.kubeconfig, context=args.context, namespaces=args.namespaces, workers=args.workers,
@@ -58,7 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         liveness_endpoint=args.liveness_endpoint, metrics_port=args.metrics_port,
     )
     configure_logging(config.log_format, config.log_level)
-    asyncio.run(run_operator(config))
+    run_until_done(run_operator(config), config.event_loop)
     return 0
 
 

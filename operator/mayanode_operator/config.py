@@ -21,6 +21,9 @@ class OperatorConfig(BaseModel):
     observe_interval_seconds: float = Field(30.0, ge=1, description="default interval between two observations of a node")
     height_refresh_seconds: float = Field(60.0, ge=0, description="rewrite status.chain.height at most this often when nothing else changed")
     node_api_timeout_seconds: float = Field(5.0, gt=0)
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop", description="the event loop under kopf and the reconciles: uvloop (libuv, as kopf's own CLI picks when "
+                              "installed) or the standard library's; an idle operator's CPU is mostly the loop and its sockets")
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     peering: str | None = Field(None, description="kopf peering name for HA; None = standalone")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import kopf
 
@@ -38,6 +40,23 @@ def make_worker(runtime: Runtime):
             metrics.forget_object(plural, namespace, name)
         return delay
     return work
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop to run on: uvloop when asked for and installed (it is not on Windows), else the standard one."""
+    if name == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            logger.warning("uvloop is not installed: running on the standard asyncio event loop")
+            return None
+        return uvloop.new_event_loop
+    return None
+
+
+def run_until_done(main: Coroutine[Any, Any, None], event_loop: str) -> None:
+    with asyncio.Runner(loop_factory=loop_factory(event_loop)) as runner:
+        runner.run(main)
 
 
 async def run_operator(config: OperatorConfig, stop_flag: asyncio.Event | threading.Event | None = None,
