@@ -1,7 +1,13 @@
 """The helper pod that reads and writes a node's volume: root (the node's files are root's and keep their owners),
-but within the Pod Security Standards' baseline, and admitted where a quota asks for requests and limits."""
+but within the Pod Security Standards' baseline, and admitted where a quota asks for requests and limits; one that
+never runs says why."""
 
 from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
 
 from mayanode_operator.adapters import volumes
 
@@ -10,9 +16,11 @@ BASELINE_CAPABILITIES = {"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSET
                          "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"}
 
 
+TARGET = volumes.VolumeTarget("mayanode", "mayanode", "mayanode", "mayanode", "/root/.mayanode", ".mayanode")
+
+
 def helper(**kwargs) -> dict:
-    target = volumes.VolumeTarget("mayanode", "mayanode", "mayanode", "mayanode", "/root/.mayanode", ".mayanode")
-    return volumes.helper_pod_body("node-a", target, image="busybox:1.36", labels={}, **kwargs)
+    return volumes.helper_pod_body("node-a", TARGET, image="busybox:1.36", labels={}, **kwargs)
 
 
 def test_the_helper_meets_the_baseline_profile_and_drops_what_tar_does_not_need():
@@ -41,3 +49,36 @@ def test_each_helper_gets_its_own_copy_of_the_settings():
     first["spec"]["containers"][0]["securityContext"]["capabilities"]["add"].append("SYS_ADMIN")
     assert "SYS_ADMIN" not in second["spec"]["containers"][0]["securityContext"]["capabilities"]["add"]
     assert "SYS_ADMIN" not in volumes.HELPER_SECURITY_CONTEXT["capabilities"]["add"]
+
+
+async def test_a_backup_helper_that_never_runs_says_what_holds_it_and_is_deleted():
+    class Core:
+        deleted: list[str] = []
+
+        def create_namespaced_pod(self, namespace, body, **_):
+            return SimpleNamespace(data=json.dumps({"metadata": {"name": "backup-helper-1"}}).encode())
+
+        def read_namespaced_pod(self, name, namespace, **_):
+            status = {"phase": "Pending", "containerStatuses": [
+                {"name": "helper", "state": {"waiting": {"reason": "ContainerCreating"}}}]}
+            return SimpleNamespace(data=json.dumps({"metadata": {"name": name}, "status": status}).encode())
+
+        def delete_namespaced_pod(self, name, namespace, **_):
+            self.deleted.append(name)
+
+    class Kube:
+        core = Core()
+
+        async def pod_warning_events(self, namespace, pod_name):
+            assert (namespace, pod_name) == ("node-a", "backup-helper-1")
+            return [{"type": "Warning", "reason": "FailedAttachVolume", "lastTimestamp": "2026-11-21T10:00:00Z",
+                     "message": 'Multi-Attach error for volume "pvc-1" Volume is already used by pod(s) mayanode-0'}]
+
+    node_volumes = volumes.NodeVolumes(Kube(), exec_port=None, helper_timeout=0, poll=0)
+    with pytest.raises(volumes.VolumeError) as raised:
+        async with node_volumes.session("node-a", TARGET, mode="helper"):
+            pass
+    assert str(raised.value) == (
+        "helper pod backup-helper-1 on PVC mayanode did not run within 0s: ContainerCreating; FailedAttachVolume: "
+        'Multi-Attach error for volume "pvc-1" Volume is already used by pod(s) mayanode-0')
+    assert Kube.core.deleted == ["backup-helper-1"]

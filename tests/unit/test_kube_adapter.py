@@ -105,6 +105,22 @@ async def test_pods_by_label_selector(kube):
     assert len(await api.list_pods_selected(NS, "")) == 3
 
 
+async def test_a_pods_warning_events_only(kube):
+    api, server = kube
+
+    def event(name: str, kind: str, about: str, type_: str) -> dict:
+        return {"apiVersion": "v1", "kind": "Event", "metadata": {"name": name, "namespace": NS},
+                "involvedObject": {"apiVersion": "v1", "kind": kind, "name": about, "namespace": NS},
+                "type": type_, "reason": name, "message": name}
+
+    server.store.create("events", event("attach", "Pod", "helper-1", "Warning"), NS)
+    server.store.create("events", event("scheduled", "Pod", "helper-1", "Normal"), NS)
+    server.store.create("events", event("other-pod", "Pod", "helper-2", "Warning"), NS)
+    server.store.create("events", event("same-name-not-a-pod", "MayaNode", "helper-1", "Warning"), NS)
+    assert [e["reason"] for e in await api.pod_warning_events(NS, "helper-1")] == ["attach"]
+    assert await api.pod_warning_events(NS, "nobody") == []
+
+
 def test_the_typed_apis_and_the_heavy_libraries_are_not_loaded_to_run():
     """The typed APIs import hundreds of pydantic models (~22 MiB); boto3, cryptography and pyrage only serve
     backups and restores. An operator that starts and reconciles MayaNodes loads none of them."""

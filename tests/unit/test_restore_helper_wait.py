@@ -1,5 +1,5 @@
 """A restore's helper pod that never runs: the step's error says why (the scheduler's message, the container's waiting
-reason), and the pod is deleted."""
+reason, the newest Warning event about it), and the pod is deleted."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from mayanode_operator.adapters.volumes import VolumeError
+from kubernetes.client.exceptions import ApiException
+
+from mayanode_operator.adapters.volumes import VolumeError, newest_warning
 from mayanode_operator.plan.backup_items import VolumeTarget
 from mayanode_operator.reconcile import noderestore
 
@@ -31,15 +33,23 @@ class FakeCore:
 
 
 class FakeKube:
-    def __init__(self, status: dict) -> None:
+    def __init__(self, status: dict, events: list | Exception = ()) -> None:
         self.core = FakeCore(status)
+        self.events = events
+        self.event_reads: list[tuple[str, str]] = []
 
     async def list_pods(self, namespace, labels):
         return []
 
+    async def pod_warning_events(self, namespace, pod_name):
+        self.event_reads.append((namespace, pod_name))
+        if isinstance(self.events, Exception):
+            raise self.events
+        return list(self.events)
 
-def ctx(status: dict):
-    runtime = SimpleNamespace(kube=FakeKube(status), config=SimpleNamespace(helper_image="busybox:1.36"))
+
+def ctx(status: dict, events: list | Exception = ()):
+    runtime = SimpleNamespace(kube=FakeKube(status, events), config=SimpleNamespace(helper_image="busybox:1.36"))
     return SimpleNamespace(runtime=runtime, name="restore", node_name="node-b", namespace="node-b",
                            owner_reference=None)
 
@@ -59,3 +69,46 @@ async def test_a_helper_that_never_runs_says_why_and_is_deleted(status, why):
         await noderestore.helper(restore, "node-b", TARGET, timeout=0)
     assert str(raised.value) == f"helper pod node-b/restore-mayanode-x on PVC mayanode did not run: {why}"
     assert restore.runtime.kube.core.deleted == ["restore-mayanode-x"]
+
+
+CREATING = {"phase": "Pending", "containerStatuses": [{"name": "helper", "state": {"waiting": {"reason": "ContainerCreating"}}}]}
+MULTI_ATTACH = {"type": "Warning", "reason": "FailedAttachVolume", "lastTimestamp": "2026-11-21T10:00:05Z",
+                "message": 'Multi-Attach error for volume "pvc-1" Volume is already used by pod(s) mayanode-7d9f-abcde'}
+
+
+async def test_a_helper_held_by_a_volume_attached_elsewhere_names_the_pod_that_holds_it():
+    older = {"type": "Warning", "reason": "FailedScheduling", "lastTimestamp": "2026-11-21T10:00:00Z", "message": "x"}
+    restore = ctx(CREATING, [MULTI_ATTACH, older])
+    with pytest.raises(VolumeError) as raised:
+        await noderestore.helper(restore, "node-b", TARGET, timeout=0)
+    assert str(raised.value) == ("helper pod node-b/restore-mayanode-x on PVC mayanode did not run: ContainerCreating; "
+                                 "FailedAttachVolume: Multi-Attach error for volume \"pvc-1\" Volume is already used "
+                                 "by pod(s) mayanode-7d9f-abcde")
+    assert restore.runtime.kube.event_reads == [("node-b", "restore-mayanode-x")]
+    assert restore.runtime.kube.core.deleted == ["restore-mayanode-x"]
+
+
+@pytest.mark.parametrize("failure", [ApiException(status=403, reason="Forbidden"), OSError("connection reset")])
+async def test_events_that_cannot_be_read_leave_the_waiting_reason(failure):
+    restore = ctx(CREATING, failure)
+    with pytest.raises(VolumeError) as raised:
+        await noderestore.helper(restore, "node-b", TARGET, timeout=0)
+    assert str(raised.value).endswith("did not run: ContainerCreating")
+    assert restore.runtime.kube.core.deleted == ["restore-mayanode-x"]
+
+
+@pytest.mark.parametrize("events, expected", [
+    ([], ""),
+    ([{"type": "Normal", "reason": "Scheduled", "message": "assigned"}], ""),
+    ([MULTI_ATTACH], MULTI_ATTACH["reason"] + ": " + MULTI_ATTACH["message"]),
+    # the newest by series.lastObservedTime, lastTimestamp, eventTime or creationTimestamp, whichever it has
+    ([{"type": "Warning", "reason": "Old", "lastTimestamp": "2026-11-21T10:00:00Z", "message": "a"},
+      {"type": "Warning", "reason": "New", "eventTime": "2026-11-21T10:00:01.000000Z", "message": "b"}], "New: b"),
+    ([{"type": "Warning", "reason": "Repeated", "lastTimestamp": "2026-11-21T09:00:00Z", "message": "a",
+       "series": {"lastObservedTime": "2026-11-21T11:00:00.000000Z"}},
+      {"type": "Warning", "reason": "Once", "lastTimestamp": "2026-11-21T10:00:00Z", "message": "b"}], "Repeated: a"),
+    ([{"type": "Warning", "reason": "FailedMount", "message": "line one\n  line two"}], "FailedMount: line one line two"),
+    ([{"type": "Warning", "reason": "Long", "message": "x" * 500}], ("Long: " + "x" * 500)[:300]),
+])
+def test_the_newest_warning_event(events, expected):
+    assert newest_warning(events) == expected

@@ -96,7 +96,7 @@ per watched namespace in `namespaced` scope). Each verb's reason: docs/rbac.md.
   verbs: ["get"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create"]
+  verbs: ["list", "create"]
 - apiGroups: ["coordination.k8s.io"]
   resources: ["leases"]
   verbs: ["get", "create", "update"]

@@ -377,6 +377,14 @@ class KubeApi:
                                query={"labelSelector": selector or None})
         return list(doc.get("items") or [])
 
+    async def pod_warning_events(self, namespace: str, pod_name: str) -> list[dict[str, Any]]:
+        """The Warning events about a pod (FailedAttachVolume, FailedMount, FailedScheduling…), as the API server
+        keeps them (about an hour)."""
+        selector = f"involvedObject.kind=Pod,involvedObject.name={pod_name},type=Warning"
+        doc = await self._rest("GET", "/api/v1/namespaces/{namespace}/events", {"namespace": namespace},
+                               query={"fieldSelector": selector})
+        return list(doc.get("items") or [])
+
     async def read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
         """A Secret's decoded data, or None when it does not exist. Never log the result."""
         body = await self._get_or_none("/api/v1/namespaces/{namespace}/secrets/{name}",

@@ -349,7 +349,7 @@ class NodeVolumes:
                 if phase in ("Failed", "Succeeded"):
                     raise VolumeError(f"helper pod {name} ended ({phase}) before it could be used")
                 if time.monotonic() > deadline:
-                    waiting = waiting_reason(pod)
+                    waiting = await why_not_running(self._kube, namespace, pod)
                     raise VolumeError(f"helper pod {name} on PVC {target.pvc} did not run within "
                                       f"{self.helper_timeout:g}s{': ' + waiting if waiting else ''}")
                 await asyncio.sleep(self.poll)
@@ -382,6 +382,35 @@ class NodeVolumes:
         for name in names:
             await self.delete_pod(namespace, name)
         return names
+
+
+def newest_warning(events: Sequence[Mapping[str, Any]]) -> str:
+    """`Reason: message` of the newest Warning event (a kubelet's `FailedAttachVolume: Multi-Attach error for volume
+    … Volume is already used by pod(s) …` says which pod still holds the volume), or ""."""
+    def when(event: Mapping[str, Any]) -> str:
+        series = event.get("series") or {}
+        return str(series.get("lastObservedTime") or event.get("lastTimestamp") or event.get("eventTime")
+                   or (event.get("metadata") or {}).get("creationTimestamp") or "")
+
+    warnings = [e for e in events if e.get("type") == "Warning" and (e.get("reason") or e.get("message"))]
+    if not warnings:
+        return ""
+    newest = max(warnings, key=when)
+    return f"{newest.get('reason') or 'Warning'}: {' '.join(str(newest.get('message') or '').split())}"[:300]
+
+
+async def why_not_running(kube: KubeApi, namespace: str, pod: Mapping[str, Any]) -> str:
+    """What keeps a pod from running: its waiting reason, and what the newest Warning event about it says (the
+    waiting reason alone, ContainerCreating, hides a volume still attached elsewhere). The events are a courtesy: a
+    denied or failed read of them leaves the waiting reason alone."""
+    waiting = waiting_reason(pod)
+    name = str((pod.get("metadata") or {}).get("name") or "")
+    try:
+        warning = newest_warning(await kube.pod_warning_events(namespace, name)) if name else ""
+    except (ApiException, OSError, ValueError) as err:
+        logger.info("could not read the events of pod %s/%s: %s", namespace, name, type(err).__name__)
+        warning = ""
+    return "; ".join(part for part in (waiting, warning) if part)
 
 
 def waiting_reason(pod: Mapping[str, Any]) -> str:

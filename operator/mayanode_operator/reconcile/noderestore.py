@@ -35,7 +35,7 @@ from ..adapters.volumes import (
     VolumeError,
     VolumeSession,
     helper_pod_body,
-    waiting_reason,
+    why_not_running,
 )
 from ..adapters.workloads import UnsafeWorkloadChange, Workloads
 from ..api import naming
@@ -607,8 +607,8 @@ async def helper(ctx: Ctx, namespace: str, target: VolumeTarget, *, timeout: flo
         if _running(pod):
             return name
         if (pod.get("status") or {}).get("phase") in ("Failed", "Succeeded") or time.monotonic() > deadline:
+            waiting = await why_not_running(kube, namespace, pod)
             await delete_pod(ctx, namespace, name)
-            waiting = waiting_reason(pod)
             raise VolumeError(f"helper pod {namespace}/{name} on PVC {target.pvc} did not run"
                               f"{': ' + waiting if waiting else ''}")
         await asyncio.sleep(0.05)
