@@ -31,8 +31,8 @@ PARTS = [
     ("facets", "reconcile/facet"),
     ("logging", "logging/"),
     ("kopf watch streams and handlers", "kopf/"),
-    ("asyncio event loop", "asyncio/"),
-    ("event loop (uvloop, or the runner around it)", "uvloop"),
+    # On uvloop the loop's own work (system calls, callbacks) is C code under asyncio's runner frame.
+    ("event loop", "asyncio/"),
 ]
 
 
