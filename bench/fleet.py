@@ -168,9 +168,7 @@ def run_size(n: int, args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
         counter = RequestCounter()
         world.call(_add_hook(sb.api, counter))
         t = time.monotonic()
-        nodes = [world.call(sb.seed_node(f"fleet-{j:02d}"), timeout=120) for j in range(k)]
-        for node in nodes:
-            world.call(sb.wait_ready(node.namespace, timeout=60), timeout=90)
+        nodes = seed_namespaces(world, k, "fleet")
         result["seed_seconds"] = round(time.monotonic() - t, 1)
 
         kubeconfig = str(sb.kubeconfig_path)
@@ -261,6 +259,14 @@ def _ready_count(world, bodies) -> int:                           # noqa: ANN001
                 ready += 1
         return ready
     return world.call(count())
+
+
+def seed_namespaces(world, k: int, prefix: str) -> list[Any]:        # noqa: ANN001
+    """`k` node-launcher namespaces `<prefix>-NN`, seeded, their node Ready."""
+    nodes = [world.call(world.sandbox.seed_node(f"{prefix}-{j:02d}"), timeout=120) for j in range(k)]
+    for node in nodes:
+        world.call(world.sandbox.wait_ready(node.namespace, timeout=60), timeout=90)
+    return nodes
 
 
 def _wait_ready(world, bodies, timeout: float) -> int:            # noqa: ANN001

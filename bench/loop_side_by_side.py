@@ -27,9 +27,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="loops-"))
     with fleet.SandboxThread(block_interval=1.0, workdir=workdir) as world:
         sb = world.sandbox
-        nodes = [world.call(sb.seed_node(f"loops-{j:02d}"), timeout=120) for j in range(10)]
-        for node in nodes:
-            world.call(sb.wait_ready(node.namespace, timeout=60), timeout=90)
+        nodes = fleet.seed_namespaces(world, 10, "loops")
         procs = {}
         for loop in ("asyncio", "uvloop"):
             env = {"MAYANODE_OPERATOR_METRICS_PORT": str(fleet.free_port()), "MAYANODE_OPERATOR_EVENT_LOOP": loop,

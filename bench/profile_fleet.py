@@ -55,9 +55,7 @@ def main() -> int:
     with fleet.SandboxThread(block_interval=1.0, workdir=out / f"profile-{args.size}") as world:
         sb = world.sandbox
         k = min(args.size, 10)
-        nodes = [world.call(sb.seed_node(f"prof-{j:02d}"), timeout=120) for j in range(k)]
-        for node in nodes:
-            world.call(sb.wait_ready(node.namespace, timeout=60), timeout=90)
+        nodes = fleet.seed_namespaces(world, k, "prof")
         op = fleet.Proc([sys.executable, "-m", "mayanode_operator.cli", "run", "--kubeconfig", str(sb.kubeconfig_path)],
                         out / f"profile-{args.size}" / "operator.log", {"MAYANODE_OPERATOR_METRICS_PORT": "0"})
         try:
