@@ -9,6 +9,8 @@ For each fleet size N, in one emulated cluster (API server, kubelet, mocknet in 
   naming its namespace's node: every reconcile is a full one (CR, two Deployments with their pods, the
   node API's six routes, NodeRestores) on a healthy node. Seeding 1,000 full namespaces would measure
   the emulated kubelet, not the operator; the operator's per-object work is the same either way.
+  Each MayaNode reaches its node's API at addresses of its own (--node-hosts own), as each real node is a
+  Service of its own: no connection is shared between nodes, and none outlives the node's 10 s idle timeout.
 - The operator (`mayanode-operator run`, cluster-wide, defaults but the metrics port) and the bare kopf
   operator (bench/bare_kopf.py) run as child processes side by side.
 - Measured: time until every MayaNode is Ready; then an idle window (--idle s): CPU seconds and peak
@@ -117,14 +119,31 @@ class Proc:
         self.log.close()
 
 
-def mayanode(i: int, node: Any) -> dict[str, Any]:
+def mayanode(i: int, node: Any, rest: str, rpc: str) -> dict[str, Any]:
     return {
         "apiVersion": naming.API_VERSION, "kind": "MayaNode",
         "metadata": {"name": f"mn-{i:04d}", "namespace": node.namespace},
         "spec": {"network": node.network, "nodeAddress": node.node_address, "version": node.version,
-                 "api": {"rest": node.rest_url, "rpc": node.rpc_url, "timeoutSeconds": 5},
+                 "api": {"rest": rest, "rpc": rpc, "timeoutSeconds": 5},
                  "observe": {"intervalSeconds": 30}},
     }
+
+
+def mayanodes(world, n: int, nodes: list[Any], *, own_hosts: bool = True) -> list[dict[str, Any]]:  # noqa: ANN001
+    """`n` MayaNodes spread over the seeded `nodes` round-robin. With `own_hosts`, each reaches its node's API at
+    addresses of its own (REST 127.1.x.y, RPC 127.2.x.y, as each real node is a Service of its own): no MayaNode
+    reuses another's connections, and the mocknet closes them after 10 s idle, as a node does."""
+    mocknet = world.sandbox.mocknet
+    bodies = []
+    for i in range(n):
+        node = nodes[i % len(nodes)]
+        rest, rpc = node.rest_url, node.rpc_url
+        if own_hosts:
+            host = f"{(i + 1) >> 8}.{(i + 1) & 255}"
+            rest = rest.replace(mocknet.url, world.call(mocknet.serve_at(f"127.1.{host}")), 1)
+            rpc = rpc.replace(mocknet.url, world.call(mocknet.serve_at(f"127.2.{host}")), 1)
+        bodies.append(mayanode(i, node, rest, rpc))
+    return bodies
 
 
 def measure_window(seconds: float, procs: dict[str, Proc], counter: RequestCounter) -> dict[str, Any]:
@@ -162,7 +181,7 @@ def run_size(n: int, args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
     workdir = out_dir / f"run-{n}"
     workdir.mkdir(parents=True, exist_ok=True)
     k = min(n, args.namespaces)
-    result: dict[str, Any] = {"mayanodes": n, "namespaces": k}
+    result: dict[str, Any] = {"mayanodes": n, "namespaces": k, "node_hosts": args.node_hosts}
     with SandboxThread(block_interval=args.block_interval, workdir=workdir) as world:
         sb = world.sandbox
         counter = RequestCounter()
@@ -185,7 +204,7 @@ def run_size(n: int, args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
             time.sleep(3)
             result["rss_mib_before_objects"] = {name: round(p.rss() / 2**20, 1) for name, p in procs.items()}
             t = time.monotonic()
-            bodies = [mayanode(i, nodes[i % k]) for i in range(n)]
+            bodies = mayanodes(world, n, nodes, own_hosts=args.node_hosts == "own")
             world.call(_create_all(sb.client, bodies), timeout=600)
             result["create_seconds"] = round(time.monotonic() - t, 1)
             ready = _wait_ready(world, bodies, timeout=args.converge_timeout)
@@ -365,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds for the restarted operator's first passes before its idle window")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument("--node-hosts", choices=("own", "shared"), default="own",
+                        help="own: each MayaNode's node API at addresses of its own, as in a real fleet (default); "
+                             "shared: all at the mocknet's one address, sharing connections")
     parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop",
                         help="the event loop of the operator and both baselines")
     args = parser.parse_args(argv)

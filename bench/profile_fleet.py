@@ -59,7 +59,7 @@ def main() -> int:
         op = fleet.Proc([sys.executable, "-m", "mayanode_operator.cli", "run", "--kubeconfig", str(sb.kubeconfig_path)],
                         out / f"profile-{args.size}" / "operator.log", {"MAYANODE_OPERATOR_METRICS_PORT": "0"})
         try:
-            bodies = [fleet.mayanode(i, nodes[i % k]) for i in range(args.size)]
+            bodies = fleet.mayanodes(world, args.size, nodes)
             world.call(fleet._create_all(sb.client, bodies), timeout=600)
             fleet._wait_ready(world, bodies, timeout=600)
             time.sleep(40)

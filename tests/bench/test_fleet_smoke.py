@@ -21,5 +21,6 @@ def test_fleet_bench_runs_on_a_tiny_fleet(tmp_path):
                    check=True, timeout=110, capture_output=True)
     result = json.loads((tmp_path / "fleet-2.json").read_text())
     assert result["ready"] == 2 and result["spec_change_to_status"]["samples"] == 2
+    assert result["node_hosts"] == "own"            # each MayaNode at node-API addresses of its own
     assert result["idle"]["operator"]["rss_mib_max"] > 0 and result["idle"]["bare"]["rss_mib_max"] > 0
     assert result["idle_without_height_refresh_polling"]["rss_mib_max"] > 0      # the polling baseline ran beside it

@@ -532,3 +532,39 @@ async def test_public_full_node_answers_without_any_process_and_is_no_validator(
         assert block["result"]["block"]["header"]["height"] == "2"
     finally:
         await net.stop()
+
+
+async def test_serves_at_other_loopback_addresses(clock):
+    """Each node of a real fleet is a host of its own, so a client keeps a connection pool for each."""
+    async with Mocknet(block_interval=3600, clock=clock) as net:
+        start(net, add_identity(net, "node-a"))
+        base = await net.serve_at("127.0.3.7")
+        assert base == f"http://127.0.3.7:{net.url.rsplit(':', 1)[1]}"
+        assert await net.serve_at("127.0.3.7") == base          # once per address
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base}/ns/{NS}/rpc/status") as response:
+                assert response.status == 200
+                assert (await response.json())["result"]["sync_info"]["latest_block_height"] == str(net.height)
+        with pytest.raises(ValueError, match="not a loopback address"):
+            await net.serve_at("10.0.0.1")
+
+
+async def test_closes_a_connection_left_idle_as_a_node_does(clock):
+    """A node's servers close a keep-alive connection idle for 10 s (Go's net/http with CometBFT's read timeout):
+    a client polling every 30 s connects anew at each pass."""
+    from mayanode_operator.sandbox.mocknet import network
+
+    assert Mocknet().idle_seconds == network.SERVER_IDLE_SECONDS == 10.0
+    async with Mocknet(block_interval=3600, clock=clock, idle_seconds=0.3) as net:
+        host, port = net.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(f"GET /ns/{NS}/rpc/status HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            await writer.drain()
+            assert (await reader.readline()).startswith(b"HTTP/1.1 ")
+            opened = asyncio.get_running_loop().time()
+            while await asyncio.wait_for(reader.read(65536), 5):    # the answer, then the end when the server closes
+                pass
+            assert asyncio.get_running_loop().time() - opened >= 0.25
+        finally:
+            writer.close()

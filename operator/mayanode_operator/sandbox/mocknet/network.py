@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 
 FAIL_MODES = ("down", "garbage", "huge")
 ABSENT_TIMESTAMP = "0001-01-01T00:00:00Z"
+# A MAYANode's HTTP servers (CometBFT's RPC server, and the Cosmos SDK's REST server built on it) set no idle
+# timeout of their own, so Go's net/http closes an idle keep-alive connection after the read timeout: 10 s by default.
+SERVER_IDLE_SECONDS = 10.0
 CONNECTION_REFUSED_LOG = (
     'post failed: Post "http://localhost:27147": dial tcp 127.0.0.1:27147: connect: connection refused'
 )
@@ -95,6 +98,7 @@ class Mocknet:
         block_history: int = 1000,
         churn_interval_blocks: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        idle_seconds: float = SERVER_IDLE_SECONDS,
     ) -> None:
         if block_history < 2:
             raise ValueError("block_history must keep at least 2 blocks")
@@ -104,6 +108,7 @@ class Mocknet:
         self.default_catch_up_seconds = catch_up_seconds
         self.churn_interval_blocks = churn_interval_blocks
         self.clock = clock
+        self.idle_seconds = idle_seconds
 
         self.nodes: dict[str, NodeAccount] = {}
         self.processes: dict[str, NodeProcess] = {}
@@ -132,20 +137,39 @@ class Mocknet:
         self._runner: web.AppRunner | None = None
         self._timer: asyncio.Task | None = None
         self._port: int | None = None
+        self._addresses: set[str] = set()
 
         self.blocks.append(self._make_block(start_height, signatures=[], txs_b64=[], evidence=[]))
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def start(self, port: int = 0) -> None:
-        self._runner = web.AppRunner(build_app(self), access_log=None)
+        self._runner = web.AppRunner(build_app(self), access_log=None, keepalive_timeout=self.idle_seconds)
         await self._runner.setup()
+        self._port = await self._listen("127.0.0.1", port)
+        self._timer = asyncio.create_task(self._produce_on_timer(), name="mocknet-blocks")
+
+    async def _listen(self, address: str, port: int) -> int:
+        assert self._runner is not None
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", port))
-        self._port = sock.getsockname()[1]
+        sock.bind((address, port))
         await web.SockSite(self._runner, sock).start()
-        self._timer = asyncio.create_task(self._produce_on_timer(), name="mocknet-blocks")
+        return sock.getsockname()[1]
+
+    async def serve_at(self, address: str) -> str:
+        """Also answer on `address` (another loopback address, 127.0.0.0/8), on the same port; its base URL.
+
+        A client keeps one connection pool per host and port: nodes served at one address share their connections,
+        where a real fleet's nodes, each behind its own Service, do not."""
+        if self._port is None:
+            raise RuntimeError("Mocknet is not started")
+        if not address.startswith("127."):
+            raise ValueError(f"{address} is not a loopback address")
+        if address != "127.0.0.1" and address not in self._addresses:
+            await self._listen(address, self._port)
+            self._addresses.add(address)
+        return f"http://{address}:{self._port}"
 
     async def stop(self) -> None:
         if self._timer:
@@ -158,6 +182,7 @@ class Mocknet:
         if self._runner:
             await self._runner.cleanup()
             self._runner = None
+            self._addresses.clear()
 
     async def __aenter__(self) -> Mocknet:
         await self.start()
