@@ -267,6 +267,7 @@ class ParsedAnswers:
 
 NETWORK_ANSWERS = ParsedAnswers()
 NETWORK_ROUTES = frozenset({"version", "mimir", "inbound", "asgard"})
+ROUTE_ORDER = ("version", "status", "mimir", "inbound", "asgard", "node")     # the order their errors are listed in
 
 
 class NodeApi:
@@ -285,23 +286,24 @@ class NodeApi:
         self._network_rpc = tuple(str(url).rstrip("/") for url in network_rpc)
 
     async def observe(self, node_address: str | None) -> NodeApiObservation:
-        routes: dict[str, tuple[str, Any]] = {
-            "version": (f"{self._rest}/mayachain/version", parse_version),
-            "status": (f"{self._rpc}/status", parse_rpc_status),
-            "mimir": (f"{self._rest}/mayachain/mimir", parse_mimir),
-            "inbound": (f"{self._rest}/mayachain/inbound_addresses", parse_inbound),
-            "asgard": (f"{self._rest}/mayachain/vaults/asgard", parse_asgard),
-        }
+        rest: list[tuple[str, str, Any]] = [
+            ("version", f"{self._rest}/mayachain/version", parse_version),
+            ("mimir", f"{self._rest}/mayachain/mimir", parse_mimir),
+            ("inbound", f"{self._rest}/mayachain/inbound_addresses", parse_inbound),
+            ("asgard", f"{self._rest}/mayachain/vaults/asgard", parse_asgard),
+        ]
         if node_address:
-            routes["node"] = (f"{self._rest}/mayachain/node/{node_address}", parse_node_account)
-        names = list(routes)
-        network_rpc = [(f"{url}/status", parse_rpc_status) for url in self._network_rpc]
-        outcomes = await asyncio.gather(*(self._fetch(*routes[name], route=name) for name in names),
-                                        *(self._fetch(*route) for route in network_rpc))
-        outcomes, network_outcomes = outcomes[:len(names)], outcomes[len(names):]
+            rest.insert(0, ("node", f"{self._rest}/mayachain/node/{node_address}", parse_node_account))
+        rest_outcomes, status_outcome, *network_outcomes = await asyncio.gather(
+            self._fetch_in_turn(rest), self._fetch(f"{self._rpc}/status", parse_rpc_status),
+            *(self._fetch(f"{url}/status", parse_rpc_status) for url in self._network_rpc))
+        by_route = dict(zip((name for name, _, _ in rest), rest_outcomes), status=status_outcome)
         results: dict[str, Any] = {}
         errors: list[EndpointError] = []
-        for name, (value, failure) in zip(names, outcomes):
+        for name in ROUTE_ORDER:
+            if name not in by_route:
+                continue
+            value, failure = by_route[name]
             if failure is None:
                 results[name] = value
             else:
@@ -325,6 +327,24 @@ class NodeApi:
             network=network, account=results.get("node"), chain=results.get("status"), errors=tuple(errors),
             network_rpc=tuple(peers),
         )
+
+    async def _fetch_in_turn(self, routes: Sequence[tuple[str, str, Any]]) -> list[tuple[Any, EndpointFailure | None]]:
+        """The REST routes one after another, over one connection. A node's server closes a connection idle for
+        10 s, so at every pass (30 s apart) each concurrent request would open a connection of its own: five
+        connections to set up and tear down on both sides, for answers of a few KiB each. After a timeout the
+        routes not yet asked are not: a node that did not answer one in time would keep each of them waiting as
+        long."""
+        outcomes: list[tuple[Any, EndpointFailure | None]] = []
+        stalled: EndpointFailure | None = None
+        for name, url, parse in routes:
+            if stalled is not None:
+                outcomes.append((None, EndpointFailure("Timeout", f"{url} not asked: {stalled.message}")))
+                continue
+            value, failure = await self._fetch(url, parse, route=name)
+            if failure is not None and failure.reason == "Timeout":
+                stalled = failure
+            outcomes.append((value, failure))
+        return outcomes
 
     async def _fetch(self, url: str, parse: Any, route: str = "") -> tuple[Any, EndpointFailure | None]:
         try:
