@@ -79,6 +79,6 @@ async def test_a_backup_helper_that_never_runs_says_what_holds_it_and_is_deleted
         async with node_volumes.session("node-a", TARGET, mode="helper"):
             pass
     assert str(raised.value) == (
-        "helper pod backup-helper-1 on PVC mayanode did not run within 0s: ContainerCreating; FailedAttachVolume: "
+        "helper pod node-a/backup-helper-1 on PVC mayanode did not run within 0s: ContainerCreating; FailedAttachVolume: "
         'Multi-Attach error for volume "pvc-1" Volume is already used by pod(s) mayanode-0')
     assert Kube.core.deleted == ["backup-helper-1"]

@@ -1,8 +1,10 @@
 """A restore's helper pod that never runs: the step's error says why (the scheduler's message, the container's waiting
-reason, the newest Warning event about it), and the pod is deleted."""
+reason, the newest Warning event about it), and the pod is deleted; backups and restores start their helpers alike
+(`volumes.launch_helper`)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from types import SimpleNamespace
 
@@ -67,7 +69,7 @@ async def test_a_helper_that_never_runs_says_why_and_is_deleted(status, why):
     restore = ctx(status)
     with pytest.raises(VolumeError) as raised:
         await noderestore.helper(restore, "node-b", TARGET, timeout=0)
-    assert str(raised.value) == f"helper pod node-b/restore-mayanode-x on PVC mayanode did not run: {why}"
+    assert str(raised.value) == f"helper pod node-b/restore-mayanode-x on PVC mayanode did not run within 0s: {why}"
     assert restore.runtime.kube.core.deleted == ["restore-mayanode-x"]
 
 
@@ -81,7 +83,7 @@ async def test_a_helper_held_by_a_volume_attached_elsewhere_names_the_pod_that_h
     restore = ctx(CREATING, [MULTI_ATTACH, older])
     with pytest.raises(VolumeError) as raised:
         await noderestore.helper(restore, "node-b", TARGET, timeout=0)
-    assert str(raised.value) == ("helper pod node-b/restore-mayanode-x on PVC mayanode did not run: ContainerCreating; "
+    assert str(raised.value) == ("helper pod node-b/restore-mayanode-x on PVC mayanode did not run within 0s: ContainerCreating; "
                                  "FailedAttachVolume: Multi-Attach error for volume \"pvc-1\" Volume is already used "
                                  "by pod(s) mayanode-7d9f-abcde")
     assert restore.runtime.kube.event_reads == [("node-b", "restore-mayanode-x")]
@@ -93,7 +95,7 @@ async def test_events_that_cannot_be_read_leave_the_waiting_reason(failure):
     restore = ctx(CREATING, failure)
     with pytest.raises(VolumeError) as raised:
         await noderestore.helper(restore, "node-b", TARGET, timeout=0)
-    assert str(raised.value).endswith("did not run: ContainerCreating")
+    assert str(raised.value).endswith("did not run within 0s: ContainerCreating")
     assert restore.runtime.kube.core.deleted == ["restore-mayanode-x"]
 
 
@@ -112,3 +114,33 @@ async def test_events_that_cannot_be_read_leave_the_waiting_reason(failure):
 ])
 def test_the_newest_warning_event(events, expected):
     assert newest_warning(events) == expected
+
+
+async def test_a_helper_that_ends_before_it_runs_says_so_at_once_and_is_deleted():
+    ended = {"phase": "Failed", "containerStatuses": [{"name": "helper", "state": {"terminated": {"exitCode": 1}}}]}
+    restore = ctx(ended, [{"type": "Warning", "reason": "BackOff", "message": "back-off restarting failed container"}])
+    with pytest.raises(VolumeError) as raised:
+        await noderestore.helper(restore, "node-b", TARGET, timeout=3600)
+    assert str(raised.value) == ("helper pod node-b/restore-mayanode-x on PVC mayanode ended (Failed) before it ran: "
+                                 "BackOff: back-off restarting failed container")
+    assert restore.runtime.kube.core.deleted == ["restore-mayanode-x"]
+
+
+async def test_a_helper_whose_wait_is_cancelled_is_deleted():
+    restore = ctx(CREATING)
+    waiting = asyncio.ensure_future(noderestore.helper(restore, "node-b", TARGET, timeout=3600))
+    await asyncio.sleep(0.2)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert restore.runtime.kube.core.deleted == ["restore-mayanode-x"]
+
+
+async def test_a_helper_deleted_by_someone_else_before_it_ran_is_an_error():
+    restore = ctx(CREATING)
+
+    def gone(name, namespace, **_):
+        raise ApiException(status=404, reason="Not Found")
+    restore.runtime.kube.core.read_namespaced_pod = gone
+    with pytest.raises(VolumeError, match=r"^helper pod node-b/restore-mayanode-x vanished before it ran$"):
+        await noderestore.helper(restore, "node-b", TARGET, timeout=3600)

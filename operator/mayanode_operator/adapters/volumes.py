@@ -128,6 +128,10 @@ def helper_pod_body(namespace: str, target: VolumeTarget, *, image: str, labels:
     }
 
 
+def helper_running(pod: Mapping[str, Any]) -> bool:
+    return _container_running(pod, HELPER_CONTAINER)
+
+
 def _container_running(pod: Mapping[str, Any], container: str) -> bool:
     meta, status = pod.get("metadata") or {}, pod.get("status") or {}
     if meta.get("deletionTimestamp") or status.get("phase") != "Running":
@@ -295,9 +299,6 @@ class NodeVolumes:
         self.helper_timeout = helper_timeout
         self.poll = poll
 
-    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(fn, *args, _preload_content=False, **kwargs)
-
     async def running_pod(self, namespace: str, target: VolumeTarget) -> str | None:
         """A pod of the component's Deployment whose container runs (None: none does)."""
         deployment = await self._kube.get_deployment(namespace, target.deployment)
@@ -333,46 +334,11 @@ class NodeVolumes:
                             owner: Mapping[str, Any] | None, purpose: str) -> str:
         body = helper_pod_body(namespace, target, image=self.helper_image, labels=labels, owner=owner,
                                purpose=purpose)
-        response = await self._call(self._kube.core.create_namespaced_pod, namespace, body)
-        created = json.loads(response.data)
-        name = created["metadata"]["name"]
-        logger.info("helper pod %s/%s started on PVC %s", namespace, name, target.pvc)
-        deadline = time.monotonic() + self.helper_timeout
-        try:
-            while True:
-                pod = await self._get_pod(namespace, name)
-                if pod is None:
-                    raise VolumeError(f"helper pod {name} vanished before it ran")
-                if _container_running(pod, HELPER_CONTAINER):
-                    return name
-                phase = (pod.get("status") or {}).get("phase")
-                if phase in ("Failed", "Succeeded"):
-                    raise VolumeError(f"helper pod {name} ended ({phase}) before it could be used")
-                if time.monotonic() > deadline:
-                    waiting = await why_not_running(self._kube, namespace, pod)
-                    raise VolumeError(f"helper pod {name} on PVC {target.pvc} did not run within "
-                                      f"{self.helper_timeout:g}s{': ' + waiting if waiting else ''}")
-                await asyncio.sleep(self.poll)
-        except BaseException:
-            await asyncio.shield(self.delete_pod(namespace, name))
-            raise
-
-    async def _get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            response = await self._call(self._kube.core.read_namespaced_pod, name, namespace)
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise
-        return json.loads(response.data)
+        return await launch_helper(self._kube, namespace, body, pvc=target.pvc, timeout=self.helper_timeout,
+                                   poll=self.poll)
 
     async def delete_pod(self, namespace: str, name: str) -> None:
-        try:
-            await self._call(self._kube.core.delete_namespaced_pod, name, namespace, grace_period_seconds=0)
-            logger.info("helper pod %s/%s deleted", namespace, name)
-        except ApiException as err:
-            if err.status != 404:
-                logger.warning("could not delete helper pod %s/%s: HTTP %s", namespace, name, err.status)
+        await delete_helper(self._kube, namespace, name)
 
     async def remove_helpers(self, namespace: str, selector: Mapping[str, str]) -> list[str]:
         """Delete helper pods matching `selector` (leftovers of an interrupted run); their names."""
@@ -382,6 +348,49 @@ class NodeVolumes:
         for name in names:
             await self.delete_pod(namespace, name)
         return names
+
+
+async def launch_helper(kube: KubeApi, namespace: str, body: Mapping[str, Any], *, pvc: str, timeout: float,
+                        poll: float) -> str:
+    """Create the helper pod `body` and wait until its container runs; its name. A helper that ends first, or does
+    not run within `timeout`, is deleted (so is one whose wait is cancelled), and the error says what held it."""
+    response = await asyncio.to_thread(kube.core.create_namespaced_pod, namespace, body, _preload_content=False)
+    name = str(json.loads(response.data)["metadata"]["name"])
+    logger.info("helper pod %s/%s started on PVC %s", namespace, name, pvc)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                raw = await asyncio.to_thread(kube.core.read_namespaced_pod, name, namespace, _preload_content=False)
+            except ApiException as err:
+                if err.status == 404:
+                    raise VolumeError(f"helper pod {namespace}/{name} vanished before it ran") from None
+                raise
+            pod = json.loads(raw.data)
+            if helper_running(pod):
+                return name
+            phase = (pod.get("status") or {}).get("phase")
+            ended = phase in ("Failed", "Succeeded")
+            if ended or time.monotonic() > deadline:
+                why = await why_not_running(kube, namespace, pod)
+                what = f"ended ({phase}) before it ran" if ended else f"did not run within {timeout:g}s"
+                raise VolumeError(f"helper pod {namespace}/{name} on PVC {pvc} {what}{': ' + why if why else ''}")
+            await asyncio.sleep(poll)
+    except BaseException:
+        await asyncio.shield(delete_helper(kube, namespace, name))
+        raise
+
+
+async def delete_helper(kube: KubeApi, namespace: str, name: str) -> None:
+    """Delete a helper pod at once (grace period 0); one already gone is fine, and a failed deletion is logged (the
+    helper ends by itself within the hour, and a later pass deletes leftovers by label)."""
+    try:
+        await asyncio.to_thread(kube.core.delete_namespaced_pod, name, namespace, grace_period_seconds=0,
+                                _preload_content=False)
+        logger.info("helper pod %s/%s deleted", namespace, name)
+    except ApiException as err:
+        if err.status != 404:
+            logger.warning("could not delete helper pod %s/%s: HTTP %s", namespace, name, err.status)
 
 
 def newest_warning(events: Sequence[Mapping[str, Any]]) -> str:

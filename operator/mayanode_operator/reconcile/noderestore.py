@@ -29,13 +29,15 @@ from ..adapters.exec import ExecError, ExecPort, KubernetesExec
 from ..adapters.keylock import KeyLocks, LockConflict
 from ..adapters.transactions import NodeSigner
 from ..adapters.volumes import (
+    DEFAULT_HELPER_IMAGE,
     HELPER_CONTAINER,
     DirEntry,
     FileEntry,
     VolumeError,
     VolumeSession,
     helper_pod_body,
-    why_not_running,
+    helper_running,
+    launch_helper,
 )
 from ..adapters.workloads import UnsafeWorkloadChange, Workloads
 from ..api import naming
@@ -569,14 +571,6 @@ def helper_labels(ctx: Ctx) -> dict[str, str]:
     return {LABEL_RESTORE: ctx.name, naming.LABEL_NODE: ctx.node_name}
 
 
-def _running(pod: Mapping[str, Any]) -> bool:
-    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
-    if meta.get("deletionTimestamp") or status.get("phase") != "Running":
-        return False
-    return any(cs.get("name") == HELPER_CONTAINER and (cs.get("state") or {}).get("running")
-               for cs in status.get("containerStatuses") or [])
-
-
 async def helper(ctx: Ctx, namespace: str, target: VolumeTarget, *, timeout: float = 120.0,
                  node_name: str | None = None) -> str:
     """A running helper pod of this restore on `target`'s PVC: the one already there, or a new one (on `node_name`
@@ -587,31 +581,13 @@ async def helper(ctx: Ctx, namespace: str, target: VolumeTarget, *, timeout: flo
         if ((pod.get("spec") or {}).get("volumes") or [{}])[0].get("persistentVolumeClaim", {}).get("claimName") \
                 != target.pvc:
             continue
-        if _running(pod):
+        if helper_running(pod):
             return str(pod["metadata"]["name"])
-    image = getattr(ctx.runtime.config, "helper_image", None) or "busybox:1.36"
+    image = getattr(ctx.runtime.config, "helper_image", None) or DEFAULT_HELPER_IMAGE
     owner = ctx.owner_reference if namespace == ctx.namespace else None
     body = helper_pod_body(namespace, target, image=image, labels=helper_labels(ctx), owner=owner, purpose="restore",
                            node_name=node_name)
-    response = await asyncio.to_thread(kube.core.create_namespaced_pod, namespace, body, _preload_content=False)
-    name = json.loads(response.data)["metadata"]["name"]
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            raw = await asyncio.to_thread(kube.core.read_namespaced_pod, name, namespace, _preload_content=False)
-        except ApiException as err:
-            if err.status == 404:
-                raise VolumeError(f"helper pod {namespace}/{name} vanished before it ran") from None
-            raise
-        pod = json.loads(raw.data)
-        if _running(pod):
-            return name
-        if (pod.get("status") or {}).get("phase") in ("Failed", "Succeeded") or time.monotonic() > deadline:
-            waiting = await why_not_running(kube, namespace, pod)
-            await delete_pod(ctx, namespace, name)
-            raise VolumeError(f"helper pod {namespace}/{name} on PVC {target.pvc} did not run"
-                              f"{': ' + waiting if waiting else ''}")
-        await asyncio.sleep(0.05)
+    return await launch_helper(kube, namespace, body, pvc=target.pvc, timeout=timeout, poll=0.05)
 
 
 async def delete_pod(ctx: Ctx, namespace: str, name: str) -> None:
