@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pydantic import ValidationError
+
 from . import __version__
-from .config import OperatorConfig
+from .config import DEFAULT_WORKLOAD_SELECTOR, ENV_PREFIX, OperatorConfig
 from .logs import configure_logging
 
 
@@ -22,12 +24,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-n", "--namespace", action="append", dest="namespaces",
                      help="watch only this namespace (repeatable); default: cluster-wide")
     run.add_argument("--workers", type=int, help="reconciles running at once (default 8)")
+    run.add_argument("--workload-selector",
+                     help="label selector of the pods and Deployments to watch (default: node-launcher's "
+                          f"'{DEFAULT_WORKLOAD_SELECTOR}'; '' = all)")
     run.add_argument("--log-format", choices=["json", "text"])
     run.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.add_argument("--peering", help="kopf peering name, for more than one replica")
     run.add_argument("--liveness", dest="liveness_endpoint", help="e.g. http://0.0.0.0:8081/healthz")
     run.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port at /metrics (default 8080; 0 = off)")
-    run.set_defaults(handler=cmd_run)
+    run.set_defaults(handler=cmd_run, flags={action.dest: action.option_strings[-1] for action in run._actions
+                                             if action.option_strings and action.dest != "help"})
 
     demo = commands.add_parser("demo", help="the whole story on an emulated cluster: no cluster needed")
     demo.add_argument("--keep", action="store_true", help="keep the cluster and operator running at the end")
@@ -51,14 +57,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from .operator_loop import run_operator, run_until_done
 
-    config = OperatorConfig.from_env(
-        kubeconfig=args.kubeconfig, context=args.context, namespaces=args.namespaces, workers=args.workers,
-        log_format=args.log_format, log_level=args.log_level, peering=args.peering,
-        liveness_endpoint=args.liveness_endpoint, metrics_port=args.metrics_port,
-    )
+    try:
+        config = OperatorConfig.from_env(
+            kubeconfig=args.kubeconfig, context=args.context, namespaces=args.namespaces, workers=args.workers,
+            workload_selector=args.workload_selector, log_format=args.log_format, log_level=args.log_level,
+            peering=args.peering, liveness_endpoint=args.liveness_endpoint, metrics_port=args.metrics_port,
+        )
+    except ValidationError as err:
+        for line in describe_config_errors(err, args.flags):
+            print(f"mayanode-operator: {line}", file=sys.stderr)
+        return 2
     configure_logging(config.log_format, config.log_level)
     run_until_done(run_operator(config), config.event_loop)
     return 0
+
+
+def describe_config_errors(err: ValidationError, flags: dict[str, str]) -> list[str]:
+    """One line per invalid setting, naming where it is set (its variable, and its option when `run` has one); the
+    value is not echoed (it may be a secret)."""
+    lines = []
+    for item in err.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "configuration"
+        where = " or ".join(filter(None, (ENV_PREFIX + field.upper(), flags.get(field))))
+        lines.append(f"invalid {field} ({where}): {item['msg'].removeprefix('Value error, ')}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

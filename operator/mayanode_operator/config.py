@@ -5,17 +5,26 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+from .selectors import parse_label_selector
 
 ENV_PREFIX = "MAYANODE_OPERATOR_"
 # The kinds main.py's kopf handlers watch: MayaNodes, NodeBackups, NodeRestores, Deployments, pods (a test counts them).
 KOPF_WATCHED_KINDS = 5
+# node-launcher's charts label their pods and Deployments `app.kubernetes.io/name=<chart>`.
+DEFAULT_WORKLOAD_SELECTOR = "app.kubernetes.io/name in (mayanode,bifrost)"
 
 
 class OperatorConfig(BaseModel):
     kubeconfig: str | None = Field(None, description="kubeconfig path; None = in-cluster, then $KUBECONFIG, then ~/.kube/config")
     context: str | None = Field(None, description="kubeconfig context")
     namespaces: list[str] = Field(default_factory=list, description="namespaces to watch; empty = cluster-wide")
+    workload_selector: str = Field(
+        DEFAULT_WORKLOAD_SELECTOR,
+        description="label selector of the pods and Deployments the operator watches (server-side), to know when a "
+                    "node's workloads change without reading them at every pass; empty = all of them. A node whose "
+                    "Deployments or pods it does not pick is read at every pass (an event says so)")
     workers: int = Field(8, ge=1, le=256, description="reconciles running at once")
     max_connections: int = Field(10, ge=1, le=512, description="cap on kopf's HTTP connection pool")
     observe_interval_seconds: float = Field(30.0, ge=1, description="default interval between two observations of a node")
@@ -42,6 +51,12 @@ class OperatorConfig(BaseModel):
                                                                    "while its node is down (after spec.doubleSignGuard.rpc)")
     restore_poll_seconds: float = Field(0.25, gt=0, le=30, description="how often a NodeRestore polls while it waits "
                                                                        "(pods gone, blocks, readiness)")
+
+    @field_validator("workload_selector")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        parse_label_selector(value)         # its ValueError names what does not parse
+        return value.strip()
 
     def kopf_connection_limit(self) -> int:
         """kopf's pool: `max_connections`, but never fewer than its watches need. Each watch holds a connection for

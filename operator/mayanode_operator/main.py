@@ -12,7 +12,7 @@ from .adapters.kube import bearer_authorization
 from .api import naming
 from .plan.backup_deletion import DELETE_FINALIZER
 from .reconcile.runtime import Runtime
-from .settings import apply_settings
+from .settings import DEPLOYMENTS, PODS, apply_settings
 
 registry = kopf.OperatorRegistry()
 
@@ -106,15 +106,16 @@ async def noderestore_event(event: dict[str, Any], body: kopf.Body, memo: kopf.M
     _enqueue(memo, naming.NODERESTORE_PLURAL, event, body)
 
 
-# Watched only to know when what a pass read of a namespace changes (reconcile/watched.py); nothing is written to
-# these objects and their events are not logged (`logs.QUIET_KOPF_HANDLERS`).
-@kopf.on.event("apps", "v1", "deployments", registry=registry)
+# Watched only to know when what a pass read of a namespace changes (reconcile/watched.py), and only those the
+# workload selector picks (settings.py); nothing is written to these objects and their events are not logged
+# (`logs.QUIET_KOPF_HANDLERS`).
+@kopf.on.event(*DEPLOYMENTS, registry=registry)
 async def deployment_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A Deployment changed: what passes read of its namespace is read again."""
     _seen(memo, "deployments", event, body)
 
 
-@kopf.on.event("v1", "pods", registry=registry)
+@kopf.on.event(*PODS, registry=registry)
 async def pod_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A pod changed: what passes read of its namespace is read again."""
     _seen(memo, "pods", event, body)

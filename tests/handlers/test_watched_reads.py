@@ -181,3 +181,52 @@ def test_the_backup_policy_creates_or_prunes_only_on_a_list_read_now(world, node
     reads = reads_of_a_pass(world, NS)
     assert kept_reads_made(reads) == {("list", "nodebackups")}           # it acts: the list is read again
     assert len(seen) >= 2                                               # planned on what was kept, then on the read
+
+
+def relabel_deployments(world, namespace: str, labels: dict) -> None:
+    store = world.sandbox.api.store
+
+    async def relabel():
+        for deployment in store.list("deployments", namespace)["items"]:
+            store.patch("deployments", deployment["metadata"]["name"], {"metadata": {"labels": labels}}, namespace)
+    world.call(relabel())
+
+
+def not_watched_events(world, namespace: str) -> list[dict]:
+    return [e for e in world.events(namespace, namespace) if e["reason"] == "WorkloadsNotWatched"]
+
+
+def test_a_node_the_workload_selector_does_not_pick_is_read_at_every_pass_and_told_once(world):
+    """The watches see only what the workload selector picks. A node whose Deployments, or the pods they select,
+    are not all picked could change unseen: its workloads are read at every pass, and an event says why, once."""
+    namespace = "watched-unpicked"
+    world.mayanode(world.seed(namespace))
+    watched = world.runtime.watched
+    default = watched.workload_selector
+    watched.workload_selector = "tier=validator"
+    try:
+        for _ in range(3):
+            show(world, namespace)                    # the selector is checked, not only what the watch showed
+            assert kept_reads_made(reads_of_a_pass(world, namespace)) >= {("get", "deployments"), ("list", "pods")}
+        [event] = not_watched_events(world, namespace)
+        assert event["type"] == "Warning"
+        assert "mayanode" in event["message"] and "bifrost" in event["message"] and "tier=validator" in event["message"]
+
+        # The Deployments now carry the label, but the pods they select need not: still read, nothing more said.
+        relabel_deployments(world, namespace, {"tier": "validator"})
+        for _ in range(2):
+            show(world, namespace)
+            assert ("list", "pods") in reads_of_a_pass(world, namespace)
+        assert len(not_watched_events(world, namespace)) == 1
+
+        # A selector that picks them: kept again; one that stops picking them later is told again.
+        watched.workload_selector = "app.kubernetes.io/name"
+        show(world, namespace)
+        reads_of_a_pass(world, namespace)
+        assert kept_reads_made(reads_of_a_pass(world, namespace)) == set()
+        watched.workload_selector = "tier=validator"
+        watched.changed(namespace)
+        reads_of_a_pass(world, namespace)
+        assert len(not_watched_events(world, namespace)) == 2
+    finally:
+        watched.workload_selector = default

@@ -43,7 +43,7 @@ def run_helm(helm: Path, tmp_path_factory: pytest.TempPathFactory) -> Runner:
 def set_args(values: dict[str, str]) -> list[str]:
     args: list[str] = []
     for key, value in values.items():
-        args += ["--set-json" if value.startswith(("[", "{")) else "--set", f"{key}={value}"]
+        args += ["--set-json" if value.startswith(("[", "{", '"')) else "--set", f"{key}={value}"]
     return args
 
 

@@ -11,6 +11,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from mayanode_operator.config import DEFAULT_WORKLOAD_SELECTOR
+
 from .conftest import NAMESPACE, RELEASE, set_args
 from .tools import CHART, REPO
 
@@ -146,6 +148,15 @@ def test_cli_accepts_every_rendered_argument(render):
         else:
             assert args.namespaces is None
         assert args.metrics_port == (0 if mode == "metrics-off" else 8080)
+        assert args.workload_selector == DEFAULT_WORKLOAD_SELECTOR
+
+
+def test_workload_selector_reaches_the_operator_as_one_argument(render):
+    from mayanode_operator.cli import build_parser
+
+    for selector in ("app.kubernetes.io/part-of=mayanode-stack, tier notin (test)", ""):
+        args = build_parser().parse_args(container_of(render({"operator.workloadSelector": json.dumps(selector)}))["args"])
+        assert args.workload_selector == selector
 
 
 def test_replicas_above_one_need_peering(render):
@@ -257,6 +268,7 @@ BAD_VALUES = {
     "namespaced without namespaces": ({"operator.scope": "namespaced"}, "/operator/namespaces"),
     "invalid namespace name": ({**NAMESPACED, "operator.namespaces": '["Not_A_Namespace"]'}, "/operator/namespaces/0"),
     "zero workers": ({"operator.workers": "0"}, "/operator/workers"),
+    "selector not a string": ({"operator.workloadSelector": "[1]"}, "/operator/workloadSelector"),
     "unknown top-level key": ({"replicas": "2"}, "'replicas' not allowed"),
     "unknown nested key": ({"metrics.serviceMonitor.intervall": "1m"}, "'intervall' not allowed"),
     "port out of range": ({"metrics.port": "70000"}, "/metrics/port"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mayanode_operator.config import KOPF_WATCHED_KINDS, OperatorConfig
+from mayanode_operator.config import DEFAULT_WORKLOAD_SELECTOR, KOPF_WATCHED_KINDS, OperatorConfig
 
 
 @pytest.mark.parametrize("namespaces, configured, expected", [
@@ -59,3 +59,45 @@ def test_without_uvloop_installed_the_standard_loop_is_used_and_said(monkeypatch
     monkeypatch.setitem(sys.modules, "uvloop", None)   # what `import uvloop` meets where it is not installed
     assert loop_factory("uvloop") is None
     assert "uvloop is not installed" in caplog.text
+
+
+def test_the_workload_selector_is_node_launchers_unless_configured(monkeypatch):
+    assert OperatorConfig().workload_selector == DEFAULT_WORKLOAD_SELECTOR
+    monkeypatch.setenv("MAYANODE_OPERATOR_WORKLOAD_SELECTOR", "")
+    assert OperatorConfig.from_env().workload_selector == ""
+    assert OperatorConfig.from_env(workload_selector=" tier=validator ").workload_selector == "tier=validator"
+
+
+def test_the_workload_selector_reaches_kopfs_pod_and_deployment_watches_only():
+    import kopf
+    from kopf._cogs.structs.references import Resource
+
+    from mayanode_operator.api import naming
+    from mayanode_operator.settings import apply_settings
+
+    pods, deployments = Resource("", "v1", "pods", kind="Pod"), Resource("apps", "v1", "deployments", kind="Deployment")
+    mayanodes = Resource(naming.GROUP, naming.VERSION, naming.MAYANODE_PLURAL, kind="MayaNode")
+    settings = kopf.OperatorSettings()
+    apply_settings(settings, OperatorConfig(workload_selector="tier=validator"))
+    selectors = settings.watching.label_selectors
+    assert selectors.collect(pods) == selectors.collect(deployments) == ["tier=validator"]
+    assert selectors.collect(mayanodes) == []
+    settings = kopf.OperatorSettings()
+    apply_settings(settings, OperatorConfig(workload_selector=""))
+    assert settings.watching.label_selectors.collect(pods) == []
+
+
+def test_a_bad_setting_is_one_line_at_the_command_line_naming_where_it_is_set(monkeypatch, capsys):
+    from mayanode_operator.cli import main
+
+    monkeypatch.setenv("MAYANODE_OPERATOR_HEIGHT_REFRESH_SECONDS", "-1")
+    assert main(["run", "--workload-selector", "app in ()", "--workers", "0"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert sorted(lines) == [
+        "mayanode-operator: invalid height_refresh_seconds (MAYANODE_OPERATOR_HEIGHT_REFRESH_SECONDS): "
+        "Input should be greater than or equal to 0",
+        "mayanode-operator: invalid workers (MAYANODE_OPERATOR_WORKERS or --workers): "
+        "Input should be greater than or equal to 1",
+        "mayanode-operator: invalid workload_selector (MAYANODE_OPERATOR_WORKLOAD_SELECTOR or --workload-selector): "
+        "unable to parse requirement: for 'in', 'notin' operators, values set can't be empty",
+    ]

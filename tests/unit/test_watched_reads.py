@@ -127,3 +127,32 @@ def test_a_kept_read_is_never_served_after_a_change_of_its_namespace(events):
             served = watched.get(ns, "k")
             current = ns in last_read and changed_at.get(ns, -1) < last_read[ns]
             assert served == (last_read[ns] if current else None)
+
+
+def deployment(name: str, labels: dict, match_labels: dict) -> dict:
+    return {"metadata": {"name": name, "labels": labels}, "spec": {"selector": {"matchLabels": match_labels}}}
+
+
+NAMED = {"app.kubernetes.io/name": "mayanode"}
+
+
+def test_unwatched_names_the_deployments_or_pods_the_workload_selector_may_miss():
+    watched = WatchedReads(workload_selector="app.kubernetes.io/name in (mayanode,bifrost)")
+    picked = deployment("mayanode", NAMED, NAMED)
+    unlabelled = deployment("bifrost", {}, {"app.kubernetes.io/name": "bifrost"})
+    loose_pods = deployment("custom", NAMED, {"app": "custom"})
+    assert watched.unwatched([picked, unlabelled, loose_pods]) == ["bifrost", "custom"]
+    watched.workload_selector = ""
+    assert watched.unwatched([picked, unlabelled, loose_pods]) == []
+
+
+def test_an_unwatched_deployment_is_told_once_and_again_after_it_was_watched():
+    watched = WatchedReads()
+    assert watched.newly_unwatched("ns", ["mayanode", "bifrost"], ["bifrost"]) == ["bifrost"]
+    assert watched.newly_unwatched("ns", ["mayanode", "bifrost"], ["bifrost"]) == []
+    assert watched.newly_unwatched("ns", ["mayanode", "bifrost"], ["mayanode", "bifrost"]) == ["mayanode"]
+    assert watched.newly_unwatched("other", ["bifrost"], ["bifrost"]) == ["bifrost"]      # per namespace
+    assert watched.newly_unwatched("ns", ["mayanode"], []) == []           # bifrost not read: nothing known of it
+    assert watched.newly_unwatched("ns", ["mayanode", "bifrost"], ["mayanode", "bifrost"]) == ["mayanode"]
+    assert watched.newly_unwatched("ns", ["mayanode", "bifrost"], []) == []
+    assert watched.newly_unwatched("ns", ["bifrost"], ["bifrost"]) == ["bifrost"]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..adapters.kube import KubeApi
+from ..selectors import match_labels
 from .snapshot import PodObservation, WorkloadObservation
 
 
@@ -52,10 +53,6 @@ async def observe_workloads(kube: KubeApi, namespace: str,
 
 async def _pods(kube: KubeApi, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
     return await kube.list_pods(namespace, labels) if labels else []
-
-
-def match_labels(deployment: Mapping[str, Any]) -> dict[str, str]:
-    return dict(((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {})
 
 
 def covering_selector(label_sets: Sequence[Mapping[str, str]]) -> str:

@@ -166,3 +166,6 @@ class MayaNodeObservation:
     # that needs more of them than the observation keeps (the external IP's env and ConfigMap references): one read
     # per pass.
     objects: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # The node's Deployments that the workload watch does not see (or whose pods it may not), first noticed in this
+    # pass: the pass says so once (reconcile/watched.py).
+    newly_unwatched: tuple[str, ...] = ()

@@ -74,7 +74,8 @@ async def reconcile_mayanode(runtime: Runtime, namespace: str, name: str) -> flo
     ctx = NodeContext(runtime=runtime, body=body, spec=spec, namespace=namespace, name=name, now=now,
                       observed=observed, previous_status=status, status=plan.status,
                       active_restore=active_restore, failed_restore=failed_restore, persist=writer.persist)
-    new_status, events, requeue = dict(plan.status), list(plan.events), float(spec.observe.interval_seconds)
+    new_status, requeue = dict(plan.status), float(spec.observe.interval_seconds)
+    events = [*plan.events, *unwatched_events(runtime, namespace, observed.newly_unwatched)]
     for facet in FACETS:
         outcome = await run_facet(facet, dataclasses.replace(ctx, status=dict(new_status)))
         new_status.update(outcome.status)
@@ -123,30 +124,51 @@ async def observe_mayanode(runtime: Runtime, namespace: str, spec: MayaNodeSpec)
     node_api = NodeApi(runtime.http, spec.rest_url(namespace), spec.rpc_url(namespace),
                        float(spec.api.timeout_seconds or runtime.config.node_api_timeout_seconds),
                        network_rpc=[str(url) for url in spec.api.network_rpc])
-    (mayanode, bifrost, objects), api = await asyncio.gather(
+    (mayanode, bifrost, objects, newly_unwatched), api = await asyncio.gather(
         observe_node_workloads(runtime, namespace, spec), node_api.observe(spec.node_address))
-    return MayaNodeObservation(mayanode=mayanode, bifrost=bifrost, api=api, objects=objects)
+    return MayaNodeObservation(mayanode=mayanode, bifrost=bifrost, api=api, objects=objects,
+                               newly_unwatched=newly_unwatched)
 
 
-async def observe_node_workloads(runtime: Runtime, namespace: str, spec: MayaNodeSpec,
-                                 ) -> tuple[WorkloadObservation, WorkloadObservation, dict[str, WorkloadObjects]]:
-    """The node's two workloads, and the objects read for them (none when the last pass's observation still holds:
-    the watches have shown every object it was made of, and nothing changed in the namespace since)."""
+async def observe_node_workloads(runtime: Runtime, namespace: str, spec: MayaNodeSpec) -> tuple[
+        WorkloadObservation, WorkloadObservation, dict[str, WorkloadObjects], tuple[str, ...]]:
+    """The node's two workloads, the objects read for them (none when the last pass's observation still holds:
+    the watches have shown every object it was made of, and nothing changed in the namespace since), and its
+    Deployments first seen to be out of the workload watch's sight."""
     workloads = ((spec.mayanode.deployment, spec.mayanode.container), (spec.bifrost.deployment, spec.bifrost.container))
     key = ("workloads", workloads)
     kept = runtime.watched.get(namespace, key)
     if kept is not None:
-        return (*kept, {})
+        return (*kept, {}, ())
     epoch = runtime.watched.epoch(namespace)
     mayanode, bifrost = await read_workloads(runtime.kube, namespace, [spec.mayanode.deployment, spec.bifrost.deployment])
     observed = (observe_objects(spec.mayanode.deployment, mayanode, spec.mayanode.container),
                 observe_objects(spec.bifrost.deployment, bifrost, spec.bifrost.container))
     deployments = [read.deployment for read in (mayanode, bifrost) if read.deployment is not None]
     pods = [pod for read in (mayanode, bifrost) for pod in read.pods]
-    if (len(deployments) == 2 and runtime.watched.covers("deployments", namespace, deployments)
+    unwatched = runtime.watched.unwatched(deployments)
+    newly_unwatched = runtime.watched.newly_unwatched(
+        namespace, [str((d.get("metadata") or {}).get("name")) for d in deployments], unwatched)
+    if (len(deployments) == 2 and not unwatched and runtime.watched.covers("deployments", namespace, deployments)
             and runtime.watched.covers("pods", namespace, pods)):
         runtime.watched.keep(namespace, key, observed, epoch)
-    return (*observed, {spec.mayanode.deployment: mayanode, spec.bifrost.deployment: bifrost})
+    return (*observed, {spec.mayanode.deployment: mayanode, spec.bifrost.deployment: bifrost}, tuple(newly_unwatched))
+
+
+def unwatched_events(runtime: Runtime, namespace: str, deployments: tuple[str, ...]) -> list[EventSpec]:
+    """Said once per Deployment: a node the workload watch does not see works, at the cost of reading its workloads
+    at every pass."""
+    if not deployments:
+        return []
+    names = ", ".join(deployments)
+    logger.warning("Deployment(s) %s in %s are not picked by the workload selector %r (or not all of their pods "
+                   "are): their node's workloads are read at every pass", names, namespace,
+                   runtime.watched.workload_selector)
+    return [EventSpec("Warning", "WorkloadsNotWatched",
+                      f"Deployment(s) {names} or their pods are not picked by the operator's workload selector "
+                      f"'{runtime.watched.workload_selector}' (their labels and spec.selector.matchLabels must "
+                      f"match it): this node's Deployments and pods are read at every pass instead of when they "
+                      f"change. Label them, or set the operator's workloadSelector.")]
 
 
 async def _report_invalid_spec(runtime: Runtime, body: dict[str, Any], message: str) -> None:

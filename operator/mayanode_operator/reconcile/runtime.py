@@ -60,6 +60,9 @@ class Runtime:
     # What passes read of a namespace, kept while its watches and this operator's writes say nothing changed there.
     watched: WatchedReads = field(default_factory=WatchedReads)
 
+    def __post_init__(self) -> None:
+        self.watched.workload_selector = self.config.workload_selector
+
     @classmethod
     async def create(cls, config: OperatorConfig) -> "Runtime":
         api_client = await asyncio.to_thread(make_api_client, config.kubeconfig, config.context)

@@ -14,6 +14,9 @@ it again while it is still current, the way a controller reads from its informer
   resourceVersion: if they lag or do not run (no `watch` permission), nothing is kept and passes read the API
   server as before. NodeRestores need no such check: what a MayaNode pass takes from them (a restore holding
   the node) only moves by this operator's own writes.
+- The watches see only the pods and Deployments the workload selector picks (`OperatorConfig.workload_selector`).
+  A read is kept only when the selector picks both Deployments and every pod their `matchLabels` select, since a
+  pod the watch cannot see could come and go unnoticed; `unwatched` names the Deployments it does not.
 - A read is kept for `max_age` seconds at most, the bound on staleness if a watch stalls unnoticed.
 
 A read made while the namespace's epoch moved is not kept. Reads before an action are never served from here:
@@ -26,6 +29,8 @@ import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any
 
+from ..selectors import match_labels, parse_label_selector, selects, selects_every_pod_of
+
 WATCHED_READS_MAX_AGE_SECONDS = 300.0     # about kopf's own watch renewal (settings.watching.server_timeout)
 # Writes to these kinds change nothing a pass keeps; any other write in a namespace does (or may: exec, Secrets).
 WRITES_THAT_CHANGE_NO_KEPT_READ = frozenset({"mayanodes", "events", "leases"})
@@ -37,9 +42,13 @@ def resource_version(obj: Mapping[str, Any]) -> str:
 
 class WatchedReads:
     def __init__(self, clock: Callable[[], float] = time.monotonic,
-                 max_age: float = WATCHED_READS_MAX_AGE_SECONDS) -> None:
+                 max_age: float = WATCHED_READS_MAX_AGE_SECONDS,
+                 workload_selector: str = "") -> None:
         self._clock = clock
         self.max_age = max_age
+        self.workload_selector = workload_selector
+        # namespace → the Deployments there already said to be unwatched
+        self._unwatched: dict[str, set[str]] = {}
         # kopf's watches run (set at its startup). Without them (tests, tools driving a runtime alone) nothing is
         # known to change, so nothing is kept.
         self.running = False
@@ -48,6 +57,16 @@ class WatchedReads:
         self._versions: dict[tuple[str, str], dict[str, str]] = {}
         # namespace → key → (when it was read, the value); a change in the namespace drops them all
         self._kept: dict[str, dict[Hashable, tuple[float, Any]]] = {}
+
+    @property
+    def workload_selector(self) -> str:
+        """The label selector of the pod and Deployment watches ("": they see all)."""
+        return self._workload_selector
+
+    @workload_selector.setter
+    def workload_selector(self, text: str) -> None:
+        self._workload_requirements = parse_label_selector(text)
+        self._workload_selector = text
 
     # --- what changes a namespace ---------------------------------------------------------------
     def seen(self, kind: str, namespace: str, name: str, version: str, *, deleted: bool = False) -> None:
@@ -84,6 +103,25 @@ class WatchedReads:
             return False
         return all(versions.get(str((obj.get("metadata") or {}).get("name"))) == resource_version(obj)
                    for obj in objects)
+
+    def unwatched(self, deployments: Iterable[Mapping[str, Any]]) -> list[str]:
+        """The Deployments among `deployments` that the workload watch does not see, or whose pods it may not."""
+        return [str(meta.get("name")) for deployment in deployments
+                for meta in [deployment.get("metadata") or {}]
+                if not selects(self._workload_requirements, meta.get("labels") or {})
+                or not selects_every_pod_of(self._workload_requirements, match_labels(deployment))]
+
+    def newly_unwatched(self, namespace: str, read: Iterable[str], unwatched: Iterable[str]) -> list[str]:
+        """Of the Deployments `read` in the namespace, those `unwatched` that were not so when last read: each is
+        said once, and again if it is watched for a while in between."""
+        noted = self._unwatched.setdefault(namespace, set())
+        unwatched = set(unwatched)
+        new = sorted(unwatched - noted)
+        noted.difference_update(set(read) - unwatched)
+        noted.update(unwatched)
+        if not noted:
+            del self._unwatched[namespace]
+        return new
 
     def keep(self, namespace: str, key: Hashable, value: Any, epoch: int) -> None:
         if not self.running or epoch != self.epoch(namespace):

@@ -3,64 +3,18 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any, Callable
 
+from ...selectors import Requirement, parse_label_selector as parse
 from .errors import bad_request
 
-_KEY = r"[A-Za-z0-9][-A-Za-z0-9_./]*"
-_VALUE = r"[A-Za-z0-9_.\-]*"
-_TOKEN = re.compile(
-    rf"\s*(?:(?P<notexists>!\s*(?P<nkey>{_KEY}))"
-    rf"|(?P<key>{_KEY})\s*(?:(?P<op>==|=|!=)\s*(?P<value>{_VALUE})"
-    rf"|\s+(?P<setop>in|notin)\s*\((?P<values>[^)]*)\))?)\s*(?:,|$)"
-)
 
-
-@dataclass(frozen=True)
-class Requirement:
-    key: str
-    op: str                       # "=", "!=", "in", "notin", "exists", "!"
-    values: tuple[str, ...] = ()
-
-    def matches(self, labels: dict[str, str]) -> bool:
-        present = self.key in labels
-        value = labels.get(self.key)
-        if self.op == "exists":
-            return present
-        if self.op == "!":
-            return not present
-        if self.op == "=":
-            return present and value == self.values[0]
-        if self.op == "!=":
-            return not present or value != self.values[0]
-        if self.op == "in":
-            return present and value in self.values
-        if self.op == "notin":
-            return not present or value not in self.values
-        raise AssertionError(self.op)
-
-
-def parse_label_selector(text: str | None) -> list[Requirement]:
-    text = (text or "").strip()
-    requirements: list[Requirement] = []
-    pos = 0
-    while pos < len(text):
-        match = _TOKEN.match(text, pos)
-        if not match or match.end() == pos:
-            raise bad_request(f'unable to parse requirement: found \'{text[pos:]}\', expected: identifier')
-        pos = match.end()
-        if match.group("notexists"):
-            requirements.append(Requirement(match.group("nkey"), "!"))
-        elif match.group("op"):
-            op = "!=" if match.group("op") == "!=" else "="
-            requirements.append(Requirement(match.group("key"), op, (match.group("value"),)))
-        elif match.group("setop"):
-            values = tuple(v.strip() for v in match.group("values").split(",") if v.strip())
-            requirements.append(Requirement(match.group("key"), match.group("setop"), values))
-        else:
-            requirements.append(Requirement(match.group("key"), "exists"))
-    return requirements
+def parse_label_selector(text: str | None) -> tuple[Requirement, ...]:
+    """The operator's parser (one grammar for both), its errors as the API server's 400."""
+    try:
+        return parse(text)
+    except ValueError as err:
+        raise bad_request(str(err)) from None
 
 
 def label_matcher(text: str | None) -> Callable[[dict[str, Any]], bool]:
