@@ -10,6 +10,7 @@ import asyncio
 import json
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -25,6 +26,29 @@ from .snapshot import (
     Preflight,
     Vault,
 )
+
+# A node's API is a Service name (`mayanode.<ns>.svc`), whose ClusterIP lives as long as the Service. aiohttp looks a
+# name up again after 10 s by default: at every pass, and in a pod (`ndots:5`) that is up to six DNS queries per
+# name while the search domains are tried. An address that stops answering is forgotten at once
+# (`forget_address`), so a re-created Service is found again at the next pass.
+NODE_API_DNS_CACHE_SECONDS = 300
+NODE_API_DNS_CACHE_ENTRIES = 65536          # aiohttp's default (1,000) is two ports of 500 nodes
+
+
+def node_api_session(limit: int, resolver: aiohttp.abc.AbstractResolver | None = None) -> aiohttp.ClientSession:
+    """The session every node-API read goes through (`resolver`: aiohttp's default)."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(
+        limit=limit, ttl_dns_cache=NODE_API_DNS_CACHE_SECONDS, dns_cache_max_size=NODE_API_DNS_CACHE_ENTRIES,
+        resolver=resolver))
+
+
+def forget_address(session: aiohttp.ClientSession, url: str) -> None:
+    """The address `url`'s name was looked up to is not used again: the node did not answer there."""
+    connector = session.connector
+    target = urlsplit(url)
+    if isinstance(connector, aiohttp.TCPConnector) and target.hostname:
+        connector.clear_dns_cache(target.hostname, target.port or (443 if target.scheme == "https" else 80))
+
 
 MAX_BODY_BYTES = 4 * 1024 * 1024   # the largest honest answer (all nodes, all mimirs) is far below
 
@@ -140,8 +164,10 @@ async def fetch_body(session: aiohttp.ClientSession, url: str, timeout: float) -
             if response.status >= 400:
                 raise EndpointFailure("HTTPError", f"HTTP {response.status} from {url}")
     except TimeoutError:
+        forget_address(session, url)
         raise EndpointFailure("Timeout", f"no answer from {url} within {timeout:g}s") from None
     except aiohttp.ClientError as err:
+        forget_address(session, url)
         raise EndpointFailure("Unreachable", f"{url}: {type(err).__name__}: {err}") from None
     return body
 

@@ -15,6 +15,7 @@ from kubernetes.client.exceptions import ApiException
 from .. import __version__
 from ..adapters.kube import KubeApi, make_api_client, status_message
 from ..config import OperatorConfig
+from ..observe.nodeapi import node_api_session
 from ..plan.backup_policy import KeyShareLook
 from .queue import WorkQueue
 from .status_writer import UnsentRecords
@@ -68,7 +69,7 @@ class Runtime:
         api_client = await asyncio.to_thread(make_api_client, config.kubeconfig, config.context)
         api_client.configuration.connection_pool_maxsize = max(config.workers * 2, 4)
         api_client.user_agent = f"mayanode-operator/{__version__}"     # audit logs (and the sandbox) tell it apart
-        http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=max(config.workers * 4, 8)))
+        http = node_api_session(limit=max(config.workers * 4, 8))
         kube = KubeApi(api_client)
         unsupported = await kube.open_loop_reads(limit=max(config.workers * 4, 8))
         if unsupported is not None:
