@@ -30,6 +30,10 @@ class OperatorConfig(BaseModel):
     observe_interval_seconds: float = Field(30.0, ge=1, description="default interval between two observations of a node")
     height_refresh_seconds: float = Field(60.0, ge=0, description="rewrite status.chain.height at most this often when nothing else changed")
     node_api_timeout_seconds: float = Field(5.0, gt=0)
+    mimir_recheck_seconds: float = Field(
+        600.0, ge=1, description="how often a node whose mimir votes are as its spec wants reads them again, to notice "
+                                 "a vote made outside the operator (they are read at every pass while a vote is "
+                                 "to be sent, pending or held back, and when spec.mimir changes)")
     event_loop: Literal["uvloop", "asyncio"] = Field(
         "uvloop", description="the event loop under kopf and the reconciles: uvloop (libuv, as kopf's own CLI picks when "
                               "installed) or the standard library's; an idle operator's CPU is mostly the loop and its sockets")

@@ -58,7 +58,10 @@ def require(world: World, *capabilities: str) -> None:
 
 @pytest.fixture(scope="session")
 def operator(world: World, tmp_path_factory: pytest.TempPathFactory):
-    proc = OperatorProcess(world.kubeconfig_path, tmp_path_factory.mktemp("operator") / "operator.log").start()
+    # Votes made outside the operator are noticed within seconds, not the default ten minutes: the scenarios wait
+    # seconds (their MayaNodes are observed every 5 s for the same reason).
+    proc = OperatorProcess(world.kubeconfig_path, tmp_path_factory.mktemp("operator") / "operator.log",
+                           extra_env={"MAYANODE_OPERATOR_MIMIR_RECHECK_SECONDS": "5"}).start()
     try:
         yield proc
     finally:

@@ -7,13 +7,14 @@ import base64
 import json
 import logging
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 
 from mayanode_operator.adapters.exec import ExecResult
 from mayanode_operator.adapters.transactions import NodeTransactions, TransactionSender
 from mayanode_operator.api.mayanode import MayaNodeSpec
+from mayanode_operator.config import OperatorConfig
 from mayanode_operator.observe.gateway import ANNOTATION_RECORDED, ANNOTATION_RESTART, ANNOTATION_WRITTEN_AT
 from mayanode_operator.observe.kube import WorkloadObjects
 from mayanode_operator.observe.snapshot import MayaNodeObservation
@@ -131,20 +132,24 @@ class FakeRuntime:
     def __init__(self, kube: FakeKube) -> None:
         self.kube = kube
         self.http = None
+        self.votes_looks: dict = {}
+        self.config = OperatorConfig()
 
     def now(self) -> datetime:
         return NOW
 
 
 def make_ctx(kube: FakeKube, journal: Journal, *, spec: dict[str, Any], previous: dict | None = None,
-             observed: MayaNodeObservation = HEALTHY, status: dict | None = None) -> NodeContext:
+             observed: MayaNodeObservation = HEALTHY, status: dict | None = None,
+             runtime: FakeRuntime | None = None, now: datetime = NOW) -> NodeContext:
     body_spec = {"network": "mocknet", "nodeAddress": ADDRESS, **spec}
 
     async def persist(part):
         journal.append(("persist", json.dumps(part, sort_keys=True)))
 
-    return NodeContext(runtime=FakeRuntime(kube), body={"metadata": {"name": NS, "namespace": NS, "generation": 2}},
-                       spec=MayaNodeSpec.model_validate(body_spec), namespace=NS, name=NS, now=NOW,
+    return NodeContext(runtime=runtime or FakeRuntime(kube),
+                       body={"metadata": {"name": NS, "namespace": NS, "generation": 2}},
+                       spec=MayaNodeSpec.model_validate(body_spec), namespace=NS, name=NS, now=now,
                        observed=observed, previous_status=previous or {}, status=status or {"network": {}},
                        persist=persist)
 
@@ -358,6 +363,44 @@ async def test_mimir_votes_are_recorded_then_sent_and_a_withdrawal_ends_the_flag
     assert sorted(e.reason for e in outcome.events) == ["MimirVoteSent", "VoteWithdrawn"]
     assert outcome.conditions[0].reason == "Pending"
     no_secret_in(outcome.status, commands)
+
+
+VOTES_RECHECK_SECONDS = OperatorConfig().mimir_recheck_seconds
+
+
+async def test_settled_votes_are_read_again_only_after_the_recheck_period_or_a_spec_change(monkeypatch):
+    journal = Journal()
+    kube, exec_ = FakeKube(journal), FakeExec(journal)
+    runtime, on_chain, reads = FakeRuntime(kube), {}, []
+
+    async def votes(session, rest, signer, timeout):
+        reads.append(dict(on_chain))
+        return dict(on_chain)
+
+    monkeypatch.setattr(facet_mimir, "fetch_node_votes", votes)
+    facet, previous = MimirFacet(transactions=transactions(exec_)), {}
+
+    async def a_pass(seconds: float, votes=None):
+        nonlocal previous
+        outcome = await facet.reconcile(make_ctx(kube, journal, spec={"mimir": {"votes": votes or {"A": 1}}},
+                                                 previous=previous, runtime=runtime,
+                                                 now=NOW + timedelta(seconds=seconds)))
+        previous = {"mimir": outcome.status["mimir"]}
+        return outcome
+
+    assert (await a_pass(0)).conditions[0].reason == "Pending" and len(exec_.calls) == 1
+    on_chain["A"] = 1
+    assert (await a_pass(3)).conditions[0].reason == "Applied" and len(reads) == 2   # pending: read again
+    on_chain["A"] = 9                                  # voted by hand, outside the operator
+    for seconds in (33, 63, 93):
+        assert (await a_pass(seconds)).conditions[0].reason == "Applied"
+    assert len(reads) == 2 and len(exec_.calls) == 1   # settled: planned from the last read
+    changed = await a_pass(3 + VOTES_RECHECK_SECONDS)
+    assert len(reads) == 3 and [e.reason for e in changed.events] == ["MimirVoteChanged", "MimirVoteSent"]
+    on_chain["A"] = 1
+    assert (await a_pass(6 + VOTES_RECHECK_SECONDS)).conditions[0].reason == "Applied" and len(reads) == 4
+    await a_pass(36 + VOTES_RECHECK_SECONDS, votes={"A": 1, "B": 2})                  # the spec changed
+    assert len(reads) == 5
 
 
 def test_a_negative_value_reaches_the_chain_as_an_argument():

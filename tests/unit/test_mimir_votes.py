@@ -3,7 +3,7 @@
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from mayanode_operator.api.mayanode import HaltKind, HaltPolicy, MimirSpec
@@ -12,11 +12,13 @@ from mayanode_operator.plan.mimir_votes import (
     PENDING_TIMEOUT,
     MimirInputs,
     Vote,
+    VotesLook,
     iso,
     outcome_condition,
     plan_mimir,
     record_outcome,
     record_sent,
+    votes_due,
 )
 from mayanode_operator.plan.transactions import TxOutcome, TxRequest
 
@@ -177,3 +179,50 @@ def test_votes_converge_with_the_minimum_of_transactions(desired, own, managed, 
     assert second.votes == () and second.condition.reason == "Applied"
     assert second.status["pending"] == []
     assert {k: v for k, v in chain.items() if k in desired} == desired
+
+
+# --- when the node's votes are read again -----------------------------------------------------------------------
+VOTES_RECHECK_SECONDS = 600.0
+def look(own, desired=None, age=timedelta(seconds=30)):
+    return VotesLook(NOW - age, {k.upper(): v for k, v in (desired if desired is not None else own).items()}, own)
+
+
+SETTLED = {"inEffect": {"A": 1}, "managedKeys": ["A"], "pending": [], "failed": []}
+
+
+@pytest.mark.parametrize("last, votes, previous, withdraw, due", [
+    (None, {"A": 1}, None, False, True),                                         # never read
+    (look({"A": 1}), {"A": 1}, SETTLED, False, False),                           # settled: the last read holds
+    (look({"A": 1}), {"a": 1}, SETTLED, False, False),                           # keys compare upper-cased
+    (look({"A": 1}, age=timedelta(seconds=VOTES_RECHECK_SECONDS)), {"A": 1}, SETTLED, False, True),  # a vote by hand
+    (look({"A": 1}), {"A": 2}, SETTLED, False, True),                            # the spec changed
+    (look({"A": 1}), {"A": 1, "B": 2}, SETTLED, False, True),
+    (look({}, {"A": 1}), {"A": 1}, SETTLED, False, True),                        # not as the spec wants yet
+    (look({"A": 1}), {"A": 1}, {**SETTLED, "pending": [{"key": "A", "value": 1}]}, False, True),   # waiting
+    (look({"A": 1}), {"A": 1}, {**SETTLED, "failed": [{"key": "B", "value": 2}]}, False, True),    # held back
+    (look({"A": 1, "B": 5}, {"A": 1}), {"A": 1}, {**SETTLED, "managedKeys": ["A", "B"]}, True, True),  # to withdraw
+    (look({"A": 1, "B": 5}, {"A": 1}), {"A": 1}, {**SETTLED, "managedKeys": ["A", "B"]}, False, False),  # kept
+    (look({"A": 1, "X": 7}, {"A": 1}), {"A": 1}, SETTLED, True, False),          # a vote by hand on X stays
+])
+def test_votes_are_read_again_only_when_something_may_be_to_do(last, votes, previous, withdraw, due):
+    assert votes_due(last, MimirSpec(votes=votes, withdraw_removed=withdraw), previous, NOW,
+                     VOTES_RECHECK_SECONDS) is due
+
+
+@given(st.dictionaries(st.sampled_from("ABC"), st.integers(0, 3), max_size=3),
+       st.dictionaries(st.sampled_from("ABC"), st.integers(0, 3), max_size=3),
+       st.booleans(), st.booleans())
+def test_a_settled_node_plans_from_the_last_read_as_from_a_new_one(votes, others, managed_all, withdraw):
+    """Whenever the last read is not due again, planning with it sends nothing and changes nothing: it is what a
+    new read of unchanged votes would plan."""
+    own = {**others, **votes}                     # mostly settled: the spec's votes on chain, maybe others beside
+    spec = MimirSpec(votes=votes, withdraw_removed=withdraw)
+    previous = plan(votes, own, withdraw=withdraw).status
+    if managed_all:
+        previous = {**previous, "managedKeys": sorted(set(previous["managedKeys"]) | set(own))}
+    due = votes_due(VotesLook(NOW, {k.upper(): v for k, v in votes.items()}, own), spec, previous,
+                    NOW + timedelta(seconds=30), VOTES_RECHECK_SECONDS)
+    event("due" if due else "planned from the last read")
+    if not due:
+        again = plan(votes, own, previous, withdraw=withdraw, now=NOW + timedelta(seconds=30))
+        assert again.votes == () and again.condition.reason == "Applied" and again.status == previous

@@ -7,6 +7,9 @@ match `spec.mimir.votes`. Pure.
 - `withdrawRemoved`: a key removed from the spec is withdrawn (`-1`) only if this operator voted on it before
   (`status.mimir.managedKeys`); votes made by hand stay.
 - A managed vote that changed on chain (by hand, with the CLI) is detected and set back.
+- The node's votes are read again only while something is to be done or waited for, when the spec's votes
+  change, or when the last read is `recheck_seconds` old (`votes_due`; the operator's `mimir_recheck_seconds`):
+  `/mayachain/mimir/nodes_all` holds every node's votes (tens of KiB on mainnet), and they change only by a vote.
 """
 
 from __future__ import annotations
@@ -76,6 +79,34 @@ class MimirPlan:
 
 def desired_votes(spec: MimirSpec | None) -> dict[str, int]:
     return {key.upper(): int(value) for key, value in (spec.votes if spec else {}).items()}
+
+
+@dataclass(frozen=True)
+class VotesLook:
+    """This node's votes as read from the chain, when, and the spec's votes then."""
+
+    at: datetime
+    desired: Mapping[str, int]
+    own: Mapping[str, int]
+
+
+def votes_due(last: VotesLook | None, spec: MimirSpec | None, previous: Mapping[str, Any] | None,
+              now: datetime, recheck_seconds: float) -> bool:
+    """Whether to read the node's votes again, or to plan with the last read's: only a settled node (its votes on
+    chain as the spec wants, nothing pending, failed or to withdraw) is planned from a read younger than
+    `recheck_seconds` (how late a vote made outside the operator may be noticed), and only for the same spec."""
+    if last is None or dict(last.desired) != desired_votes(spec):
+        return True
+    previous = previous or {}
+    if previous.get("pending") or previous.get("failed"):
+        return True
+    own = {key.upper(): int(value) for key, value in last.own.items()}
+    if any(own.get(key) != value for key, value in last.desired.items()):
+        return True
+    managed = {str(key).upper() for key in previous.get("managedKeys") or ()}
+    if spec is not None and spec.withdraw_removed and any(key in own for key in managed - last.desired.keys()):
+        return True
+    return (now - last.at).total_seconds() >= recheck_seconds
 
 
 def plan_mimir(inputs: MimirInputs) -> MimirPlan:

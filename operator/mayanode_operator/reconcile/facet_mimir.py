@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 
 from ..observe.nodeapi import EndpointFailure
 from ..observe.votes import fetch_node_votes
 from ..plan.conditions import Condition
-from ..plan.mimir_votes import CONDITION, MimirInputs, outcome_condition, plan_mimir, record_outcome, record_sent
+from ..plan.mimir_votes import (
+    CONDITION, MimirInputs, VotesLook, desired_votes, outcome_condition, plan_mimir, record_outcome, record_sent,
+    votes_due,
+)
+from .facets import FacetOutcome, NodeContext
 from .node_tx import TransactionsFactory, halts_of, kubernetes_transactions, node_signer
 
-from .facets import FacetOutcome, NodeContext
-
 STATUS_KEY = "mimir"
+
+
+async def own_votes(ctx: NodeContext) -> Mapping[str, int]:
+    """This node's votes on chain: read, or the last read's while they are settled (plan/mimir_votes.votes_due)."""
+    key = (ctx.namespace, ctx.name)
+    last = ctx.runtime.votes_looks.get(key)
+    if not votes_due(last, ctx.spec.mimir, ctx.previous_status.get(STATUS_KEY), ctx.now,
+                     ctx.runtime.config.mimir_recheck_seconds):
+        return last.own
+    own = await fetch_node_votes(ctx.runtime.http, ctx.spec.rest_url(ctx.namespace), str(ctx.spec.node_address),
+                                 float(ctx.spec.api.timeout_seconds))
+    ctx.runtime.votes_looks[key] = VotesLook(ctx.now, desired_votes(ctx.spec.mimir), own)
+    return own
 
 
 class MimirFacet:
@@ -29,8 +45,7 @@ class MimirFacet:
         own, failure = None, None
         if spec is not None and ctx.spec.node_address:
             try:
-                own = await fetch_node_votes(ctx.runtime.http, ctx.spec.rest_url(ctx.namespace),
-                                             ctx.spec.node_address, float(ctx.spec.api.timeout_seconds))
+                own = await own_votes(ctx)
             except EndpointFailure as err:
                 failure = err
         plan = plan_mimir(MimirInputs(spec=spec, node_address=ctx.spec.node_address, own_votes=own,

@@ -47,6 +47,7 @@ async def reconcile_mayanode(runtime: Runtime, namespace: str, name: str) -> flo
     meta, stored = (body or {}).get("metadata") or {}, (body or {}).get("status") or {}
     if body is None or meta.get("deletionTimestamp"):
         runtime.key_shares.pop((namespace, name), None)
+        runtime.votes_looks.pop((namespace, name), None)
         return None
     uid = str(meta.get("uid") or f"{namespace}/{name}")
     status = runtime.unsent.as_planned_from(uid, stored)    # plans see a record whose action never happened undone

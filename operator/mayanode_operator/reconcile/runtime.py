@@ -17,6 +17,7 @@ from ..adapters.kube import KubeApi, make_api_client, status_message
 from ..config import OperatorConfig
 from ..observe.nodeapi import node_api_session
 from ..plan.backup_policy import KeyShareLook
+from ..plan.mimir_votes import VotesLook
 from .queue import WorkQueue
 from .status_writer import UnsentRecords
 from .watched import WatchedReads
@@ -58,6 +59,8 @@ class Runtime:
     # (namespace, name) of a MayaNode → its last look for key shares in bifrost (plan/backup_policy.py says when
     # to look again); kept in memory only: a restarted operator looks at its first pass.
     key_shares: dict[tuple[str, str], KeyShareLook] = field(default_factory=dict)
+    # (namespace, name) of a MayaNode → its mimir votes as last read (plan/mimir_votes.py says when to read again).
+    votes_looks: dict[tuple[str, str], VotesLook] = field(default_factory=dict)
     # What passes read of a namespace, kept while its watches and this operator's writes say nothing changed there.
     watched: WatchedReads = field(default_factory=WatchedReads)
 
