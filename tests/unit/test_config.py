@@ -70,7 +70,7 @@ def test_the_workload_selector_is_node_launchers_unless_configured(monkeypatch):
 
 def test_the_workload_selector_reaches_kopfs_pod_and_deployment_watches_only():
     import kopf
-    from kopf._cogs.structs.references import Resource
+    from kopf import Resource
 
     from mayanode_operator.api import naming
     from mayanode_operator.settings import apply_settings
