@@ -10,6 +10,7 @@ from mayanode_operator.plan.backup_items import (
     list_roots,
     plan_capture,
     secret_missing,
+    vanished,
     vault_of_key_share,
 )
 
@@ -87,3 +88,12 @@ def test_judge_capture_never_silent(missing, captured, phase, reason):
     assert (verdict.phase, verdict.reason) == (phase, reason)
     for m in missing:
         assert m.path in verdict.message
+
+
+def test_a_file_gone_between_listing_and_reading_is_as_critical_as_its_rule():
+    rules = expected_items(SPEC).files_of("mayanode")
+    key = vanished("mayanode", "config/priv_validator_key.json", rules)
+    assert key.critical and key.reason == "vanished while it was read"
+    assert not vanished("mayanode", "config/config.toml", rules).critical
+    verdict = judge_capture([key], captured=6)
+    assert (verdict.phase, verdict.reason) == ("Failed", "CriticalItemMissing")

@@ -127,3 +127,45 @@ def test_ttl_can_change_after_completion():
     assert plan.expires_at(spec(), status) is None
     later = inputs(status, spec=spec(ttl="30m"), generation=2, now=NOW - timedelta(hours=1))
     assert plan.respecced(later).status["expiresAt"] == "2026-03-01T11:30:00Z"
+
+
+def test_verification_has_its_own_deadline_from_when_the_archive_was_stored():
+    slow_capture = {"phase": "InProgress", "step": "Verifying", "startedAt": "2026-03-01T11:00:00Z",
+                    "archive": {"key": "k", "storedAt": "2026-03-01T11:58:00Z"}}
+    retry = plan.transient_error(inputs(slow_capture), "Step", "503 Service Unavailable")
+    assert not retry.finished and retry.conditions[0].reason == "StepRetrying"
+    stale = {**slow_capture, "archive": {"key": "k", "storedAt": "2026-03-01T11:40:00Z"}}
+    assert plan.transient_error(inputs(stale), "Step", "x").status["phase"] == "Failed"
+    capturing = {**slow_capture, "step": "Capturing"}           # storedAt of no account before verification
+    assert plan.transient_error(inputs(capturing), "Capture", "x").status["phase"] == "Failed"
+
+
+FINISHED = {"phase": "Completed", "observedGeneration": 1, "completedAt": "2026-03-01T10:00:00Z",
+            "archive": {"key": "k"}}
+
+
+@pytest.mark.parametrize("action,condition,reason,event", [
+    (plan.Action.REVERIFY, "ReverifyBlocked", "ReverifyFailed", "ReverifyFailed"),
+    (plan.Action.EXPIRE, "DeletionBlocked", "DeleteFailed", "ArchiveDeleteFailed"),
+])
+def test_a_finished_backup_keeps_its_phase_whatever_its_step_meets(action, condition, reason, event):
+    result = plan.finished_step_failed(inputs(FINISHED, generation=2), action, "503 Service Unavailable")
+    assert "phase" not in result.status and "completedAt" not in result.status and not result.finished
+    assert result.status == {"observedGeneration": 1}           # the step is decided again at the next pass
+    assert [(c.type, c.status, c.reason) for c in result.conditions] == [(condition, "True", reason)]
+    assert "503 Service Unavailable" in result.conditions[0].message
+    assert [e.reason for e in result.events] == [event]
+    assert result.requeue == 30.0
+    told = {**FINISHED, "conditions": [{"type": condition, "status": "True", "reason": reason,
+                                        "message": result.conditions[0].message}]}
+    assert plan.finished_step_failed(inputs(told, generation=2), action, "503 Service Unavailable").events == []
+
+
+def test_a_blocked_reverification_clears_when_done_or_no_longer_asked_for():
+    blocked = {**FINISHED, "conditions": [{"type": "ReverifyBlocked", "status": "True", "reason": "ReverifyFailed",
+                                           "message": "m"}]}
+    done = plan.reverified(inputs(blocked, generation=2), VerifyResult("True", "Verified", "ok"))
+    assert ("ReverifyBlocked", "False", "SpecObserved") in [(c.type, c.status, c.reason) for c in done.conditions]
+    respecced = plan.respecced(inputs(blocked, generation=2, spec=spec(verify=False)))
+    assert [(c.type, c.status) for c in respecced.conditions] == [("ReverifyBlocked", "False")]
+    assert plan.respecced(inputs(FINISHED, generation=2)).conditions == []

@@ -15,6 +15,7 @@ from mayanode_operator.plan.backup_policy import (
     new_backup_body,
     plan_policy,
     previous_tick,
+    prune_failures,
     scheduled_name,
     summarize,
 )
@@ -224,3 +225,16 @@ def test_an_unchanged_world_is_looked_at_again_only_after_the_recheck(pods, vaul
     changed = pods != ("bifrost-a",) or vault not in (None, "v1") or membership not in (None, ("v1",))
     assert key_shares_due(last, signals, LOOKED_AT + timedelta(seconds=seconds)) is \
         (changed or seconds >= KEY_SHARES_RECHECK_SECONDS)
+
+
+def test_backups_that_could_not_be_pruned_are_named_once():
+    assert prune_failures([], []) == ([], [])
+    conditions, events = prune_failures([], [("b-1", "AccessDenied: denied"), ("b-2", "503 Service Unavailable")])
+    assert [(c.type, c.status, c.reason) for c in conditions] == [("BackupHealthy", "False", "PruneFailed")]
+    assert "NodeBackup b-1 (AccessDenied: denied)" in conditions[0].message
+    assert "NodeBackup b-2 (503 Service Unavailable)" in conditions[0].message
+    assert [e.reason for e in events] == ["PruneFailed"]
+    previous = [{"type": "BackupHealthy", "status": "False", "reason": "PruneFailed", "message": conditions[0].message}]
+    assert prune_failures(previous, [("b-1", "AccessDenied: denied"), ("b-2", "503 Service Unavailable")]) == \
+        (conditions, [])
+    assert prune_failures(previous, [("b-1", "AccessDenied: denied")])[1] != []

@@ -1,10 +1,21 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from mayanode_operator.plan.conditions import Condition, condition_status, merge_conditions
+from mayanode_operator.plan.conditions import Condition, condition_status, merge_conditions, recovered
 from mayanode_operator.plan.patches import merge_patch
 
 T0, T1 = "2026-11-21T10:00:00Z", "2026-11-21T10:05:00Z"
+
+
+@pytest.mark.parametrize("previous,expected", [
+    ([{"type": "XHealthy", "status": "False"}], [Condition("XHealthy", "True", "Reconciled", "ok")]),
+    ([{"type": "XHealthy", "status": "True"}], []),
+    ([{"type": "XHealthy", "status": "Unknown"}], []),
+    ([], []),
+    (None, []),
+])
+def test_a_failure_condition_recovers_only_when_it_was_false(previous, expected):
+    assert recovered(previous, "XHealthy", "Reconciled", "ok") == expected
 
 
 def test_transition_time_kept_when_status_unchanged():

@@ -56,3 +56,29 @@ def test_a_facet_refused_by_the_api_server_says_why_in_its_condition():
     outcome = asyncio.run(run_facet(ForbiddenFacet(), ctx))
     assert outcome.conditions == [Condition("BackupHealthy", "False", "TransientError",
                                             f"Backup: 403 Forbidden: {PSS_REFUSAL}")]
+
+
+class QuietFacet:
+    name = "Backup"
+
+    async def reconcile(self, ctx) -> FacetOutcome:
+        return FacetOutcome(conditions=[Condition("BackupFresh", "True", "Fresh", "fresh")])
+
+
+def conditions_of(*pairs):
+    return [{"type": type_, "status": status, "reason": "r", "message": "m"} for type_, status in pairs]
+
+
+def test_a_facet_that_goes_through_again_is_healthy_again():
+    ctx = SimpleNamespace(namespace="node-a", name="node-a",
+                          status={"conditions": conditions_of(("BackupHealthy", "False"), ("Ready", "True"))})
+    outcome = asyncio.run(run_facet(QuietFacet(), ctx))
+    assert outcome.conditions == [Condition("BackupFresh", "True", "Fresh", "fresh"),
+                                  Condition("BackupHealthy", "True", "Reconciled", "Backup: the last pass went through")]
+
+
+def test_a_healthy_facet_adds_no_condition():
+    for previous in ([], conditions_of(("BackupHealthy", "True"))):
+        ctx = SimpleNamespace(namespace="node-a", name="node-a", status={"conditions": previous})
+        assert asyncio.run(run_facet(QuietFacet(), ctx)).conditions == [Condition("BackupFresh", "True", "Fresh",
+                                                                                  "fresh")]

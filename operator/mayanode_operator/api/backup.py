@@ -306,7 +306,10 @@ class ArchiveInfo(StatusModel):
     location: BackupLocation | None = Field(
         None, description="The location the archive was written to (the backup's `spec.location`, else the "
                           "MayaNode's `spec.backup.location` at capture; references only, no credentials), so that "
-                          "it is found to delete after the MayaNode changed its location or is gone.")
+                          "it is found to delete, and verified again, after the MayaNode changed its location or is "
+                          "gone.")
+    stored_at: datetime | None = Field(None, description="When the archive was stored (an imported one: when it was "
+                                                         "found in the store).")
 
 
 class CapturedNode(StatusModel):

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..api.backup import NodeBackupSpec
 from ..api.common import parse_duration
-from .backup_deletion import BLOCKED_REQUEUE_SECONDS, Usage, blocked, cleared
+from .backup_deletion import BLOCKED_REQUEUE_SECONDS, STORE_RETRY_SECONDS, Usage, blocked, cleared
 from .backup_items import CaptureVerdict
 from .backup_verify import VerifyResult
 from .conditions import Condition
@@ -243,8 +243,11 @@ def _next_hint(reason: str, inputs: BackupInputs) -> str:
 
 
 def transient_error(inputs: BackupInputs, what: str, message: str) -> StepResult:
-    """A step failed in a way a retry may fix: retry until the deadline, then fail."""
-    started_at = parse_time(inputs.status.get("startedAt")) or _naive(inputs.now)
+    """A step failed in a way a retry may fix: retry until the deadline, then fail. Verification has a deadline of
+    its own, from when the archive was stored: a slow capture does not shorten it."""
+    status = inputs.status
+    stored_at = parse_time((status.get("archive") or {}).get("storedAt")) if status.get("step") == "Verifying" else None
+    started_at = stored_at or parse_time(status.get("startedAt")) or _naive(inputs.now)
     if _naive(inputs.now) - started_at > CAPTURE_DEADLINE:
         return failed(inputs, f"{what}Failed",
                       f"still failing after {int(CAPTURE_DEADLINE.total_seconds())}s: {message}")
@@ -354,7 +357,8 @@ def reverified(inputs: BackupInputs, result: VerifyResult) -> StepResult:
     expiry = expires_at(inputs.spec, inputs.status)
     return StepResult(
         status={"observedGeneration": inputs.generation, "expiresAt": iso(expiry) if expiry else None},
-        conditions=[_verified_condition(result, "", ""), *cleared({"status": inputs.status})],
+        conditions=[_verified_condition(result, "", ""), *cleared({"status": inputs.status}),
+                    *_reverify_cleared(inputs)],
         events=_verification_events(result),
         requeue=min(MAX_IDLE_REQUEUE, (expiry - _naive(inputs.now)).total_seconds() + 1) if expiry else None,
         finished=True,
@@ -365,9 +369,35 @@ def respecced(inputs: BackupInputs) -> StepResult:
     expiry = expires_at(inputs.spec, inputs.status)
     return StepResult(
         status={"observedGeneration": inputs.generation, "expiresAt": iso(expiry) if expiry else None},
-        conditions=cleared({"status": inputs.status}),
+        conditions=[*cleared({"status": inputs.status}), *_reverify_cleared(inputs)],
         requeue=min(MAX_IDLE_REQUEUE, max(0.0, (expiry - _naive(inputs.now)).total_seconds()) + 1) if expiry else None,
     )
+
+
+REVERIFY_BLOCKED = "ReverifyBlocked"
+
+
+def _reverify_cleared(inputs: BackupInputs) -> list[Condition]:
+    return cleared({"status": inputs.status}, REVERIFY_BLOCKED, "SpecObserved", "the spec change was taken in")
+
+
+def finished_step_failed(inputs: BackupInputs, action: Action, message: str) -> StepResult:
+    """A finished backup's re-verification or expiry met an error (the identity Secret could not be read, the store
+    refused a delete): the backup stays as it is — its phase, its archive, its last verification — and the step is
+    tried again. A condition says why (ReverifyBlocked, or DeletionBlocked for an expiry), an event when that
+    changes. The capture's deadline does not apply: what is finished cannot fail any more."""
+    if action == Action.EXPIRE:
+        what = ("the TTL ran out, but deleting the archive, its VolumeSnapshots or this NodeBackup failed: "
+                f"{message}; retrying every {int(STORE_RETRY_SECONDS)}s (the backup is kept until then)")
+        held = blocked({"status": inputs.status}, "DeleteFailed", what, STORE_RETRY_SECONDS, "ArchiveDeleteFailed")
+    else:
+        what = (f"verifying the stored archive again after the spec change failed: {message}; retrying every "
+                f"{int(STORE_RETRY_SECONDS)}s (the last verification stands until then)")
+        held = blocked({"status": inputs.status}, "ReverifyFailed", what, STORE_RETRY_SECONDS, "ReverifyFailed",
+                       condition=REVERIFY_BLOCKED)
+    # The spec change is not taken in until the step is done: the next pass decides the same step again.
+    return StepResult(status={"observedGeneration": inputs.status.get("observedGeneration")},
+                      conditions=held.conditions, events=held.events, requeue=held.requeue)
 
 
 def expiring(inputs: BackupInputs, message: str) -> StepResult:

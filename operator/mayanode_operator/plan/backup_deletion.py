@@ -186,19 +186,20 @@ class DeletionDecision:
     requeue: float | None = None
 
 
-def _blocked_before(body: Mapping[str, Any]) -> Mapping[str, Any]:
+def _blocked_before(body: Mapping[str, Any], condition: str = BLOCKED_CONDITION) -> Mapping[str, Any]:
     conditions = (body.get("status") or {}).get("conditions") or []
-    return next((c for c in conditions if c.get("type") == BLOCKED_CONDITION), {})
+    return next((c for c in conditions if c.get("type") == condition), {})
 
 
 def blocked(body: Mapping[str, Any], reason: str, message: str, requeue: float,
-            event_reason: str = "DeletionBlocked") -> DeletionDecision:
-    """DeletionBlocked True; an event only when the reason or message changed (no event storm while waiting)."""
-    previous = _blocked_before(body)
+            event_reason: str = "DeletionBlocked", condition: str = BLOCKED_CONDITION) -> DeletionDecision:
+    """`condition` (DeletionBlocked) True; an event only when the reason or message changed (no event storm while
+    waiting)."""
+    previous = _blocked_before(body, condition)
     same = previous.get("status") == "True" and previous.get("reason") == reason and previous.get("message") == message
     events = [] if same else [EventSpec("Warning", event_reason, message[:1000])]
     return DeletionDecision(DeletionAction.BLOCK, reason, message,
-                            [Condition(BLOCKED_CONDITION, "True", reason, message[:2000])], events, requeue)
+                            [Condition(condition, "True", reason, message[:2000])], events, requeue)
 
 
 def decide_deletion(inputs: DeletionInputs) -> DeletionDecision:
@@ -246,8 +247,9 @@ def decide_deletion(inputs: DeletionInputs) -> DeletionDecision:
                                               f"deleted {' and '.join(what)} (deletionPolicy Delete)"[:1000])])
 
 
-def cleared(body: Mapping[str, Any]) -> list[Condition]:
-    """DeletionBlocked False again when it was True and nothing is being deleted any more (e.g. a longer TTL)."""
-    if _blocked_before(body).get("status") == "True":
-        return [Condition(BLOCKED_CONDITION, "False", "NotDeleting", "no deletion is pending")]
+def cleared(body: Mapping[str, Any], condition: str = BLOCKED_CONDITION, reason: str = "NotDeleting",
+            message: str = "no deletion is pending") -> list[Condition]:
+    """`condition` (DeletionBlocked) False again when it was True and what it held is over (e.g. a longer TTL)."""
+    if _blocked_before(body, condition).get("status") == "True":
+        return [Condition(condition, "False", reason, message)]
     return []

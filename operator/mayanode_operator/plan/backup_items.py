@@ -181,6 +181,13 @@ def plan_capture(expected: ExpectedSet, present: Mapping[str, Iterable[str] | No
                        missing=tuple(missing))
 
 
+def vanished(component: str, path: str, rules: Iterable[ExpectedFile]) -> Missing:
+    """A file that was listed but gone when read: as critical as the rule that named it (the consensus key lost
+    between the two makes the backup Failed, as if it had never been there)."""
+    critical = any(rule.critical and rule.kind == "file" and rule.path == path for rule in rules)
+    return Missing(component, path, "vanished while it was read", critical)
+
+
 def secret_missing(expected: ExpectedSecret, data: Mapping[str, bytes] | None) -> Missing | None:
     """None when the Secret holds a non-empty value for the key."""
     if data is None:

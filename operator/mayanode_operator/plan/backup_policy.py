@@ -392,3 +392,20 @@ def new_backup_body(namespace: str, node: str, policy: BackupPolicy, new: NewBac
 
 def newest_first(backups: Sequence[BackupSummary], vault: str | None = None) -> list[BackupSummary]:
     return sorted(backups, key=lambda b: _order(b, vault), reverse=True)
+
+
+PRUNE_HEALTH = "BackupHealthy"
+
+
+def prune_failures(previous: Sequence[Mapping[str, Any]] | None,
+                   failures: Sequence[tuple[str, str]]) -> tuple[list[Condition], list[EventSpec]]:
+    """Backups retention wanted gone but whose archive or object could not be deleted (name, why): they are kept
+    and pruned again at the next pass. BackupHealthy False says so; an event only when what it says changed."""
+    if not failures:
+        return [], []
+    message = ("could not prune " + "; ".join(f"NodeBackup {name} ({why})" for name, why in failures)
+               + ": kept, and tried again at the next pass")[:2000]
+    before = next((c for c in previous or () if c.get("type") == PRUNE_HEALTH), {})
+    same = before.get("status") == "False" and before.get("reason") == "PruneFailed" and before.get("message") == message
+    return ([Condition(PRUNE_HEALTH, "False", "PruneFailed", message)],
+            [] if same else [EventSpec("Warning", "PruneFailed", message[:1000])])

@@ -47,3 +47,11 @@ def find_condition(conditions: Sequence[Mapping[str, Any]] | None, type_: str) -
 def condition_status(conditions: Sequence[Mapping[str, Any]] | None, type_: str) -> str | None:
     cond = find_condition(conditions, type_)
     return str(cond["status"]) if cond else None
+
+
+def recovered(previous: Sequence[Mapping[str, Any]] | None, type_: str, reason: str, message: str) -> list[Condition]:
+    """`type_` True again when it was False: a failure condition that nothing computes while all is well would
+    otherwise stay False for good after its cause is gone."""
+    if condition_status(previous, type_) == "False":
+        return [Condition(type_, "True", reason, message)]
+    return []

@@ -18,6 +18,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from ..api import naming
+from ..backup.crypto import BackupError
 from ..plan.backup_items import volume_targets
 from ..plan.backup_policy import (
     KeyShareLook,
@@ -28,6 +29,7 @@ from ..plan.backup_policy import (
     key_shares_due,
     new_backup_body,
     plan_policy,
+    prune_failures,
     summarize,
 )
 from ..plan.events import EventSpec
@@ -35,6 +37,7 @@ from ..plan.patches import without_nulls
 from .nodebackup import delete_backup, node_volumes, restore_usage
 
 from .facets import FacetOutcome, NodeContext
+from .runtime import TRANSIENT_ERRORS, describe_error
 
 logger = logging.getLogger(__name__)
 
@@ -135,8 +138,16 @@ class BackupFacet:
             except ApiException as err:
                 if err.status != 409:
                     raise
+        failures: list[tuple[str, str]] = []
         for name, _why in plan.delete:
             if name in by_name:
-                await delete_backup(ctx.runtime, by_name[name], with_archive=name not in plan.retain_archive)
+                try:
+                    await delete_backup(ctx.runtime, by_name[name], with_archive=name not in plan.retain_archive)
+                except BackupError as err:       # the store refused (e.g. a bucket policy denying deletes)
+                    failures.append((name, str(err)))
+                except TRANSIENT_ERRORS as err:
+                    failures.append((name, describe_error(err)))
+        failed_conditions, failed_events = prune_failures(ctx.status.get("conditions"), failures)
         status = {"backup": without_nulls(plan.status)} if plan.status is not None else {}
-        return FacetOutcome(status=status, conditions=plan.conditions, events=events, requeue_after=plan.requeue)
+        return FacetOutcome(status=status, conditions=[*plan.conditions, *failed_conditions],
+                            events=[*events, *failed_events], requeue_after=plan.requeue)

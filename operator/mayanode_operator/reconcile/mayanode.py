@@ -17,7 +17,7 @@ from ..api.models import MayaNodeSpec
 from ..observe.kube import WorkloadObjects, observe_objects, read_workloads
 from ..observe.nodeapi import NodeApi
 from ..observe.snapshot import MayaNodeObservation, WorkloadObservation
-from ..plan.conditions import Condition, merge_conditions
+from ..plan.conditions import Condition, merge_conditions, recovered
 from ..plan.events import EventSpec
 from ..plan.mayanode_status import StatusInputs, iso, plan_mayanode_status
 from ..plan.patches import merge_patch
@@ -95,16 +95,22 @@ async def reconcile_mayanode(runtime: Runtime, namespace: str, name: str) -> flo
 
 
 async def run_facet(facet: Facet, ctx: NodeContext) -> FacetOutcome:
-    """A facet that cannot reach what it needs reports it in its own condition; the others go on."""
+    """A facet that cannot reach what it needs reports it in its own condition, `<facet>Healthy` False, until a pass
+    of it goes through again; the others go on."""
+    health = f"{facet.name}Healthy"
     try:
-        return await facet.reconcile(ctx)
+        outcome = await facet.reconcile(ctx)
     except TRANSIENT_ERRORS as err:
         message = f"{facet.name}: {describe_error(err)}"
         logger.warning("facet %s of %s/%s failed: %s", facet.name, ctx.namespace, ctx.name, type(err).__name__)
         return FacetOutcome(
-            conditions=[Condition(f"{facet.name}Healthy", "False", "TransientError", message)],
+            conditions=[Condition(health, "False", "TransientError", message)],
             requeue_after=15.0,
         )
+    if any(cond.type == health for cond in outcome.conditions):
+        return outcome
+    back = recovered(ctx.status.get("conditions"), health, "Reconciled", f"{facet.name}: the last pass went through")
+    return dataclasses.replace(outcome, conditions=[*outcome.conditions, *back]) if back else outcome
 
 
 async def restore_holds(runtime: Runtime, namespace: str, name: str) -> tuple[str | None, tuple[str, str] | None]:

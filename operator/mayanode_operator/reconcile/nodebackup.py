@@ -49,6 +49,7 @@ from ..plan.backup_items import (
     list_roots,
     plan_capture,
     secret_missing,
+    vanished,
 )
 from ..plan.backup_verify import (
     ChainFacts,
@@ -163,6 +164,9 @@ async def load(runtime: Runtime, namespace: str, name: str, body: dict[str, Any]
                 node_error = describe_validation_error(err)
         effective = spec.effective_location(node_spec.backup if node_spec else None)
         location = effective.to_k8s() if effective is not None else None
+        recorded = (status.get("archive") or {}).get("location")
+        if recorded:            # a stored archive is where it was written, whatever the MayaNode's location is now
+            location = dict(recorded)
         if location is not None:
             try:
                 store_kind(location)
@@ -201,23 +205,31 @@ async def reconcile_nodebackup(runtime: Runtime, namespace: str, name: str) -> f
     handler = ACTIONS[decision.action]
     try:
         result = await handler(ctx, decision)
-    except VolumeError as err:
-        result = plan.transient_error(ctx.inputs, "Capture", str(err))
-    except StoreError as err:
-        if err.reason in (StoreReason.UNREACHABLE,):
-            result = plan.transient_error(ctx.inputs, "Store", err.message)
-        else:
-            result = plan.failed(ctx.inputs, f"Store{err.reason}", err.message)
-    except BackupError as err:
-        result = plan.failed(ctx.inputs, f"Archive{err.reason}", err.message)
-    except TRANSIENT as err:
-        result = plan.transient_error(ctx.inputs, "Step", describe_error(err))
+    except (VolumeError, BackupError, *TRANSIENT) as err:
+        result = step_failed(ctx.inputs, decision.action, err)
     if result is None:
         return None
     await write_status(ctx, result)
     if result.finished and ctx.spec is not None:
         runtime.queue.add((naming.MAYANODE_PLURAL, namespace, ctx.spec.node_ref.name))
     return result.requeue
+
+
+def step_failed(inputs: plan.BackupInputs, action: plan.Action, err: Exception) -> plan.StepResult:
+    """What an action that raised leaves in status. A capture retries what may pass (deadline 10 minutes) and fails
+    on the rest; a finished backup's re-verification or expiry never changes its phase (`finished_step_failed`)."""
+    if inputs.phase in plan.FINISHED:
+        message = describe_error(err) if isinstance(err, TRANSIENT) else str(err)
+        return plan.finished_step_failed(inputs, action, message)
+    if isinstance(err, VolumeError):
+        return plan.transient_error(inputs, "Capture", str(err))
+    if isinstance(err, StoreError):
+        if err.reason == StoreReason.UNREACHABLE:
+            return plan.transient_error(inputs, "Store", err.message)
+        return plan.failed(inputs, f"Store{err.reason}", err.message)
+    if isinstance(err, BackupError):
+        return plan.failed(inputs, f"Archive{err.reason}", err.message)
+    return plan.transient_error(inputs, "Step", describe_error(err))
 
 
 async def write_status(ctx: Ctx, result: plan.StepResult) -> None:
@@ -354,7 +366,7 @@ async def capture(ctx: Ctx) -> Capture:
         for path in paths:
             entry = files.get(path)
             if entry is None:
-                missing.append(Missing(target.component, path, "vanished while it was read"))
+                missing.append(vanished(target.component, path, rules))
                 continue
             items.append(BackupItem(name=item_name(target.component, path), component=target.component, path=path,
                                     data=entry.data, mode=entry.mode, uid=entry.uid, gid=entry.gid, mtime=entry.mtime))
@@ -418,7 +430,7 @@ async def _capture(ctx: Ctx, decision: plan.Decision) -> plan.StepResult:
     stored = await store.put(key, sealed.ciphertext, metadata, overwrite=True)
     archive = {"store": store_kind(ctx.location), "uri": stored.location, "key": key, "parts": stored.parts,
                "size": sealed.size, "sha256": sealed.digest, "recipients": list(sealed.recipients),
-               "format": "tar+age/v1", "location": dict(ctx.location)}
+               "format": "tar+age/v1", "location": dict(ctx.location), "storedAt": plan.iso(ctx.inputs.now)}
     items = sealed.manifest.public_summary()["items"]
     return plan.captured(ctx.inputs, verdict=verdict, items=items, missing=missing_status, archive=archive, node=node,
                          snapshot_failed=any(not s.get("readyToUse") for s in ctx.status.get("snapshots") or []))
@@ -457,7 +469,7 @@ async def _check_imported(ctx: Ctx, decision: plan.Decision) -> plan.StepResult:
     items = [dict(i) for i in manifest.get("items") or [] if isinstance(i, dict)]
     archive = {"store": store_kind(ctx.location), "uri": stat.location, "key": source.key, "parts": stat.parts,
                "size": len(data), "sha256": source.sha256, "recipients": list(meta.get("recipients") or []),
-               "format": "tar+age/v1", "location": dict(ctx.location)}
+               "format": "tar+age/v1", "location": dict(ctx.location), "storedAt": plan.iso(ctx.inputs.now)}
     node = {k: v for k, v in (meta.get("node") or {}).items()
             if k in ("address", "consensusPubKey", "vaultPubKey", "height", "signStateHeight", "version")}
     verdict = CaptureVerdict("Completed", "Imported", f"imported archive of {source.original_namespace or '?'}/"
