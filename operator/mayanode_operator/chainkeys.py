@@ -231,7 +231,7 @@ def render_priv_validator_state(state: SignState) -> bytes:
 def _load_json_object(json_bytes: bytes, what: str) -> dict[str, Any]:
     try:
         doc = json.loads(json_bytes)
-    except (ValueError, UnicodeDecodeError) as err:
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
         raise ChainKeyError(f"{what} is not valid JSON") from err
     if not isinstance(doc, dict):
         raise ChainKeyError(f"{what} is not a JSON object")

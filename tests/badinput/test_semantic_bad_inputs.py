@@ -172,6 +172,7 @@ CASES = [
     Case("wrong-node", wrong_node, "MayaNode", "node", frozenset({"NodeAccountNotFound"})),
     Case("api-garbage", failing_api("garbage"), "MayaNode", "node", frozenset({"InvalidResponse"})),
     Case("api-huge", failing_api("huge"), "MayaNode", "node", frozenset({"TooLarge"})),
+    Case("api-deeply-nested", failing_api("nested"), "MayaNode", "node", frozenset({"InvalidResponse"})),
     *[Case(f"api-shape-{v}", wrong_shapes(v), "MayaNode", "node", frozenset({"InvalidResponse"}))
       for v in WRONG_SHAPES],
     Case("downgrade", downgrade, "MayaNode", "node", frozenset({"DowngradeNotAllowed"})),

@@ -57,6 +57,8 @@ ROUTES = {
     "/missing": answer(lambda request: web.Response(status=404)),
     "/broken": answer(lambda request: web.Response(status=500)),
     "/garbage": answer(lambda request: web.Response(body=b"<html>not json", content_type="text/html")),
+    "/deeply-nested": answer(lambda request: web.Response(body=b"[" * 200_000 + b"]" * 200_000,
+                                                          content_type="application/json")),
     "/declared-too-large": answer(lambda request: web.Response(body=b" " * BIG, content_type="application/json")),
     "/chunked-too-large": answer(lambda request: chunked(request, b" " * BIG)),
     "/gzip-bomb": answer(lambda request: gzipped(request, b" " * (4 * BIG))),
@@ -94,6 +96,7 @@ async def test_answers_are_read_whole(server, path, expected):
     ("/missing", "NotFound"),
     ("/broken", "HTTPError"),
     ("/garbage", "InvalidResponse"),
+    ("/deeply-nested", "InvalidResponse"),            # json.loads raises RecursionError: one route's failure
     ("/declared-too-large", "TooLarge"),
     ("/chunked-too-large", "TooLarge"),
     ("/gzip-bomb", "TooLarge"),

@@ -123,7 +123,7 @@ def exit_code_from_status(status: str | bytes, what: str) -> int:
         raise ExecError(f"{what}: connection closed without an exit status")
     try:
         doc = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ExecError(f"{what}: unreadable exit status {text[:200]!r}") from None
     if doc.get("status") == "Success":
         return 0

@@ -248,7 +248,7 @@ class Manifest:
     def from_json(cls, text: str | bytes) -> Manifest:
         try:
             doc = json.loads(text)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise _fail(ArchiveReason.MALFORMED, "the manifest is not valid JSON") from None
         return cls.from_dict(doc)
 
@@ -531,7 +531,7 @@ def import_bundle(bundle: bytes) -> tuple[bytes, dict[str, Any], dict[str, Any]]
         raise _fail(ArchiveReason.MALFORMED, f"{EXPORT_INDEX_NAME} is larger than {MAX_EXPORT_INDEX_SIZE} bytes")
     try:
         index = json.loads(index_bytes)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise _fail(ArchiveReason.MALFORMED, f"{EXPORT_INDEX_NAME} is not valid JSON") from None
     if not isinstance(index, dict) or index.get("format") != EXPORT_FORMAT:
         raise _fail(ArchiveReason.MALFORMED, f"not an export file of format {EXPORT_FORMAT}")

@@ -148,7 +148,7 @@ async def fetch_json(session: aiohttp.ClientSession, url: str, timeout: float) -
 def decode_json(url: str, body: bytes) -> Any:
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):     # RecursionError: brackets nested 100,000 deep
         raise EndpointFailure("InvalidResponse", f"{url} did not answer JSON") from None
 
 

@@ -108,7 +108,7 @@ def _check_recorded(manifest: Manifest, recorded: Sequence[Mapping[str, Any]]) -
 def _key_share_problem(item: BackupItem, chain: ChainFacts) -> str | None:
     try:
         doc = json.loads(item.data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return f"{item.name} is not JSON"
     if not isinstance(doc, dict):
         return f"{item.name} is not a JSON object"

@@ -78,7 +78,7 @@ def _first_json_object(stdout: bytes) -> dict | None:
         if line.startswith("{"):
             try:
                 doc = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
             if isinstance(doc, dict):
                 return doc

@@ -47,7 +47,7 @@ from .server import build_app
 
 log = logging.getLogger(__name__)
 
-FAIL_MODES = ("down", "garbage", "huge")
+FAIL_MODES = ("down", "garbage", "huge", "nested")
 ABSENT_TIMESTAMP = "0001-01-01T00:00:00Z"
 # A MAYANode's HTTP servers (CometBFT's RPC server, and the Cosmos SDK's REST server built on it) set no idle
 # timeout of their own, so Go's net/http closes an idle keep-alive connection after the read timeout: 10 s by default.
@@ -343,7 +343,8 @@ class Mocknet:
         return max(self.earliest_height, self.height - self.namespace_config(namespace).height_lag)
 
     def fail(self, namespace: str, mode: str | None) -> None:
-        """Make a namespace's API misbehave: "down", "garbage" (invalid JSON), "huge"; None restores."""
+        """Make a namespace's API misbehave: "down", "garbage" (invalid JSON), "huge", "nested" (valid
+        JSON nested deeper than a parser's recursion limit); None restores."""
         if mode is None:
             self.failures.pop(namespace, None)
         elif mode in FAIL_MODES:

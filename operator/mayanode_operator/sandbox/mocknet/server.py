@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 NO_ENDPOINTS_BODY = 'no endpoints available for service "mayanode"\n'
 GARBAGE_BODY = b'{"result": {"sync_info": <html><body>502 Bad Gateway</body></html>'
+NESTED_BODY = b"[" * 100_000 + b"]" * 100_000      # 200 KB of JSON that json.loads cannot take
 HUGE_BODY_BYTES = 8 * 1024 * 1024
 HUGE_CHUNK = b"A" * 65536
 
@@ -60,6 +61,8 @@ def _namespaced(net: Mocknet, handler: Handler) -> Callable[[web.Request], Await
             return web.Response(body=GARBAGE_BODY, content_type="application/json")
         if failure == "huge":
             return await _huge_response(request)
+        if failure == "nested":
+            return web.Response(body=NESTED_BODY, content_type="application/json")
         process = net.serving_process(namespace)
         if process is None:
             return web.Response(status=503, text=NO_ENDPOINTS_BODY)
