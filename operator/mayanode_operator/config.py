@@ -27,9 +27,7 @@ class OperatorConfig(BaseModel):
                     "Deployments or pods it does not pick is read at every pass (an event says so)")
     workers: int = Field(8, ge=1, le=256, description="reconciles running at once")
     max_connections: int = Field(10, ge=1, le=512, description="cap on kopf's HTTP connection pool")
-    observe_interval_seconds: float = Field(30.0, ge=1, description="default interval between two observations of a node")
     height_refresh_seconds: float = Field(60.0, ge=0, description="rewrite status.chain.height at most this often when nothing else changed")
-    node_api_timeout_seconds: float = Field(5.0, gt=0)
     mimir_recheck_seconds: float = Field(
         600.0, ge=1, description="how often a node whose mimir votes are as its spec wants reads them again, to notice "
                                  "a vote made outside the operator (they are read at every pass while a vote is "
@@ -66,8 +64,10 @@ class OperatorConfig(BaseModel):
         """kopf's pool: `max_connections`, but never fewer than its watches need. Each watch holds a connection for
         as long as it streams: one per watched kind (KOPF_WATCHED_KINDS) in every watched namespace, or
         cluster-wide, plus kopf's own (CRD and namespace discovery) and a few for its other requests; a pool smaller
-        than that starves a watch, and what it watches is not seen until another stream ends."""
-        watches = KOPF_WATCHED_KINDS * max(1, len(self.namespaces))
+        than that starves a watch, and what it watches is not seen until another stream ends. With peering, kopf
+        also watches its peering objects (KopfPeerings in every namespace, or the ClusterKopfPeering)."""
+        kinds = KOPF_WATCHED_KINDS + (1 if self.peering else 0)
+        watches = kinds * max(1, len(self.namespaces))
         return max(self.max_connections, watches + 4)
 
     @classmethod

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
+import mayanode_operator
 from mayanode_operator.config import DEFAULT_WORKLOAD_SELECTOR, KOPF_WATCHED_KINDS, OperatorConfig
 
 
@@ -18,6 +22,21 @@ def test_kopf_pool_always_holds_every_watch(namespaces, configured, expected):
     config = OperatorConfig(namespaces=namespaces, max_connections=configured)
     assert config.kopf_connection_limit() == expected
     assert config.kopf_connection_limit() >= KOPF_WATCHED_KINDS * max(1, len(namespaces)) + 1
+
+
+@pytest.mark.parametrize("namespaces", [[], ["a"], ["a", "b", "c"], [f"ns-{i}" for i in range(20)]])
+def test_with_peering_the_pool_also_holds_the_peering_watches(namespaces):
+    config = OperatorConfig(namespaces=namespaces, max_connections=1, peering="mayanode-operator")
+    assert config.kopf_connection_limit() >= (KOPF_WATCHED_KINDS + 1) * max(1, len(namespaces)) + 1
+
+
+def test_every_setting_is_used_somewhere():
+    """A setting nothing reads would be accepted from the environment and silently ignored."""
+    package = Path(mayanode_operator.__file__).parent
+    sources = "\n".join(path.read_text() for path in package.rglob("*.py") if path.name != "config.py")
+    own = (package / "config.py").read_text()
+    for name in OperatorConfig.model_fields:
+        assert re.search(rf"\.{name}\b|\"{name}\"", sources) or f"self.{name}" in own, name
 
 
 def test_the_pool_counts_every_kind_the_handlers_watch():

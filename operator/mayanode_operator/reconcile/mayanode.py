@@ -30,6 +30,7 @@ from .status_writer import StatusWriter
 logger = logging.getLogger(__name__)
 
 UNSENT_RETRY_SECONDS = 1.0      # a transaction recorded but not sent (the record's answer was lost): send it soon
+INVALID_SPEC_RETRY_SECONDS = 300.0   # an invalid spec is looked at again at its next change, or after this
 
 
 def describe_validation_error(err: ValidationError) -> str:
@@ -55,7 +56,7 @@ async def reconcile_mayanode(runtime: Runtime, namespace: str, name: str) -> flo
         spec = MayaNodeSpec.model_validate(body.get("spec") or {})
     except ValidationError as err:
         await _report_invalid_spec(runtime, body, describe_validation_error(err))
-        return runtime.config.observe_interval_seconds * 10
+        return INVALID_SPEC_RETRY_SECONDS
 
     observed = await observe_mayanode(runtime, namespace, spec)
     inputs = StatusInputs(
@@ -129,7 +130,7 @@ async def restore_holds(runtime: Runtime, namespace: str, name: str) -> tuple[st
 
 async def observe_mayanode(runtime: Runtime, namespace: str, spec: MayaNodeSpec) -> MayaNodeObservation:
     node_api = NodeApi(runtime.http, spec.rest_url(namespace), spec.rpc_url(namespace),
-                       float(spec.api.timeout_seconds or runtime.config.node_api_timeout_seconds),
+                       float(spec.api.timeout_seconds),
                        network_rpc=[str(url) for url in spec.api.network_rpc])
     (mayanode, bifrost, objects, newly_unwatched), api = await asyncio.gather(
         observe_node_workloads(runtime, namespace, spec), node_api.observe(spec.node_address))
