@@ -304,6 +304,51 @@ async def test_a_hostname_is_resolved_and_a_slow_resolver_times_out():
     assert "address" not in outcome.status["externalIP"]
 
 
+async def test_rotating_dns_answers_of_a_multi_zone_load_balancer_change_nothing_and_a_lost_zone_moves_once():
+    """The gateway's hostname (an NLB in three zones) answers its addresses in another order at each pass: the
+    address in use stays, nothing is written, restarted or announced. When its zone's address leaves the answer,
+    the node moves once, to the lowest remaining address, and stays there when the old one comes back."""
+    a, b, c = "203.0.113.10", "203.0.113.11", "203.0.113.9"
+    journal = Journal()
+    kube, exec_ = FakeKube(journal, ingress={"hostname": "gw-0123.elb.example.com"}, cm_value=a), FakeExec(journal)
+    for dep in kube.deployments.values():
+        dep["metadata"]["annotations"][ANNOTATION_RECORDED] = a
+    answer: list[str] = []
+
+    async def resolver(host):
+        return list(answer)
+
+    facet = ExternalIPFacet(transactions=transactions(exec_), resolver=resolver)
+    state = {"previous": {"externalIP": {"address": a, "announcedAddress": a}}, "chain": a}
+
+    async def one_pass(answered: list[str]):
+        answer[:] = answered
+        outcome = await facet.reconcile(make_ctx(kube, journal, spec={"externalIP": {"announce": True}},
+                                                 previous=state["previous"], observed=registered(state["chain"])))
+        state["previous"] = {"externalIP": outcome.status["externalIP"]}
+        return outcome
+
+    for answered in ([a, b, c], [b, c, a], [c, a, b], [b, a], [c, b, a]):
+        outcome = await one_pass(answered)
+        assert outcome.status["externalIP"]["address"] == a
+        assert [(cond.status, cond.reason) for cond in outcome.conditions] == [("True", "Announced")]
+    assert journal == [] and exec_.calls == []
+
+    await one_pass([b, c])                                    # a's zone is gone
+    assert [(e[0], e[2]) for e in journal if e[0] == "patch-configmap"] == [("patch-configmap", c)] * 3
+    assert [e[1] for e in journal if e[0] == "patch-deployment"] == ["mayanode", "bifrost"]
+    (command, _), = exec_.calls
+    assert command == tx_command(TxRequest("set-ip-address", (c,)), "mayachain", "mayachain-mocknet")
+
+    journal.clear()
+    state["chain"] = c                                        # the chain applied it
+    for answered in ([a, b, c], [b, a, c], [a, c]):
+        outcome = await one_pass(answered)
+        assert outcome.status["externalIP"]["address"] == c
+    assert journal == [] and len(exec_.calls) == 1
+    assert outcome.status["externalIP"]["announcedAddress"] == c
+
+
 async def test_a_missing_password_secret_fails_clearly_without_exec():
     journal = Journal()
     kube, exec_ = FakeKube(journal, ingress={"ip": LB_IP}, cm_value=LB_IP, secret=False), FakeExec(journal)

@@ -1,5 +1,7 @@
 """External-IP planner: address source, ConfigMaps, pod restarts, announcement (tables and properties)."""
 
+import asyncio
+import itertools
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
@@ -8,7 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mayanode_operator.api.mayanode import ExternalIPSpec, HaltKind, HaltPolicy
-from mayanode_operator.observe.gateway import ConfigMapState, ConsumerState, ExternalIPObservation, ServiceAddress
+from mayanode_operator.observe.gateway import (
+    ConfigMapState,
+    ConsumerState,
+    ExternalIPObservation,
+    ServiceAddress,
+    resolve,
+)
 from mayanode_operator.observe.snapshot import Halt
 from mayanode_operator.plan.external_ip import (
     FAILURE_BACKOFF,
@@ -66,7 +74,8 @@ def inputs(spec=ANNOUNCE, observed=None, registered=IP, previous=None, halts=(),
     (QUIET, lb(ip=None, type_="ClusterIP"), None, "WaitingForLoadBalancer"),
     (QUIET, lb(found=False), None, "ServiceNotFound"),
     (QUIET, None, None, "ServiceNotFound"),
-    (QUIET, lb(ip=None, hostname="a.elb.example", resolved=("2001:db8::1", "192.0.2.7")), "2001:db8::1", "Found"),
+    (QUIET, lb(ip=None, hostname="a.elb.example", resolved=("2001:db8::1",)), "2001:db8::1", "Found"),
+    (QUIET, lb(ip=None, hostname="a.elb.example", resolved=("2001:db8::1", "192.0.2.7")), "192.0.2.7", "Found"),
     (QUIET, lb(ip=None, hostname="a.elb.example", error="resolving a.elb.example took longer than 5s"), None,
      "ResolveFailed"),
     (QUIET, lb(ip=None, hostname="a.elb.example", resolved=("127.0.0.1",)), None, "InvalidAddress"),
@@ -239,6 +248,92 @@ def test_an_address_change_is_an_event():
     assert any(e.reason == "ExternalIPChanged" and OLD in e.message and IP in e.message for e in plan.events)
 
 
+# --- several addresses behind one hostname (a multi-AZ NLB) ---------------------------------------------
+A, B, C = "203.0.113.10", "203.0.113.11", "203.0.113.9"      # C is the lowest in numeric order (not as text)
+NLB = "gw-0123.elb.us-east-1.amazonaws.com"
+
+
+def nlb(*resolved):
+    return lb(ip=None, hostname=NLB, resolved=resolved)
+
+
+def settled(address, resolved, **kwargs):
+    """`address` announced, registered, in the ConfigMaps, the pods started with it; DNS now answers `resolved`."""
+    observed = observation(source=nlb(*resolved), config_maps=cms(address),
+                           consumers=(consumer(recorded=address), consumer("bifrost", recorded=address)))
+    return inputs(observed=observed, registered=address, previous={"address": address, "announcedAddress": address},
+                  **kwargs)
+
+
+@pytest.mark.parametrize("resolved", [(A, B), (B, A), (C, B, A), (B, C, A), ("2001:db8::1", B, A), (A,)])
+def test_a_rotated_dns_answer_keeps_the_address_in_use_and_plans_nothing(resolved):
+    plan = plan_external_ip(settled(A, resolved))
+    assert plan.address.address == A
+    assert plan.config_map_writes == () and plan.deployment_changes == () and plan.announce is None
+    assert (plan.condition.status, plan.condition.reason) == ("True", "Announced") and plan.events == ()
+
+
+SPLIT = (ConfigMapState(CM_NAMES[0], True, B), ConfigMapState(CM_NAMES[1], True, ""),
+         ConfigMapState(CM_NAMES[2], False))
+
+
+@pytest.mark.parametrize("name,config_maps,previous,registered,expected", [
+    ("the ConfigMaps hold it", cms(B), None, "", B),
+    ("the operator chose it last pass (ConfigMaps half written)", SPLIT, {"address": B}, "", B),
+    ("its announcement is pending", cms(""), {"pending": pending(address=B)}, "", B),
+    ("the chain has it registered", cms(""), None, B, B),
+    ("the operator announced it", cms(""), {"announcedAddress": B}, "", B),
+    ("the pods' address before the chain's", cms(B), {"address": B}, A, B),
+    ("the ConfigMaps' address before the operator's last choice", cms(B), {"address": A}, "", B),
+    ("none in use: the lowest in numeric order", cms(""), None, "", C),
+    ("the one in use left the answer: the lowest of the rest", cms(OLD), {"address": OLD, "announcedAddress": OLD},
+     OLD, C),
+])
+def test_among_several_addresses_the_one_in_use_is_kept_else_the_lowest(name, config_maps, previous, registered,
+                                                                         expected):
+    for order in itertools.permutations((A, B, C)):
+        plan = plan_external_ip(inputs(observed=observation(source=nlb(*order), config_maps=config_maps),
+                                       registered=registered, previous=previous))
+        assert plan.address.address == expected, (name, order)
+
+
+@pytest.mark.parametrize("resolved,expected", [
+    (("2001:db8::2", "2001:db8::1"), "2001:db8::1"),
+    (("2001:db8::1", B, A), A),                       # IPv4 before IPv6
+    (("127.0.0.1", B, "169.254.1.1"), B),             # unusable ones are never chosen
+])
+def test_with_nothing_in_use_the_choice_does_not_depend_on_the_dns_order(resolved, expected):
+    for order in itertools.permutations(resolved):
+        assert desired_address(QUIET, nlb(*order)).address == expected
+
+
+def test_when_the_address_in_use_leaves_the_dns_answer_the_node_moves_once():
+    moved = plan_external_ip(settled(A, (B, C)))                       # A's zone went away
+    assert moved.address.address == C and len(moved.config_map_writes) == 3 and len(moved.restarts) == 2
+    assert moved.announce == TxRequest("set-ip-address", (C,))
+    status = record_sent(moved.status, moved.announce, now=NOW, height=1000, attempts=1, note=None)
+    # applied: C in the ConfigMaps, the pods started with C, the chain still shows A; A comes back, DNS rotates
+    for resolved in [(A, B, C), (B, A, C), (C, A), (A, C, B)]:
+        observed = observation(source=nlb(*resolved), config_maps=cms(C),
+                               consumers=(consumer(recorded=C), consumer("bifrost", recorded=C)))
+        plan = plan_external_ip(inputs(observed=observed, registered=A, previous=status))
+        assert plan.address.address == C and plan.config_map_writes == () and plan.restarts == ()
+        assert plan.announce is None and plan.condition.reason == "Pending"
+        status = plan.status
+
+
+async def _resolved(answer):
+    async def resolver(host):
+        return list(answer)
+    return await resolve(NLB, 1, resolver)
+
+
+def test_the_resolved_addresses_are_observed_in_one_order_whatever_the_dns_order():
+    answers = list(itertools.permutations((A, B, C, "2001:db8::1")))
+    seen = {asyncio.run(_resolved(answer)) for answer in answers}
+    assert seen == {((C, A, B, "2001:db8::1"), None)}
+
+
 # --- folding the transaction back ----------------------------------------------------------------------
 REQUEST = TxRequest("set-ip-address", (IP,))
 
@@ -291,3 +386,26 @@ def test_once_applied_a_second_pass_changes_nothing(cm_values, recorded, lb_ip):
     second = plan_external_ip(inputs(observed=applied, registered=lb_ip, previous=first.status))
     assert second.config_map_writes == () and second.announce is None
     assert all(not c.restart for c in second.deployment_changes)
+
+
+pool = st.sampled_from([A, B, C, "2001:db8::1", "2001:db8::2", "127.0.0.1"])
+maybe = st.sampled_from([None, "", A, B, C, OLD, "2001:db8::2"])
+
+
+@given(data=st.data(), resolved=st.lists(pool, min_size=1, max_size=5, unique=True), cm_value=maybe,
+       recorded=maybe, registered=maybe, last=maybe, pending_address=maybe, announced=maybe)
+def test_any_order_of_the_same_dns_answer_gives_the_same_plan(data, resolved, cm_value, recorded, registered, last,
+                                                             pending_address, announced):
+    previous = {k: v for k, v in (("address", last), ("announcedAddress", announced)) if v}
+    if pending_address:
+        previous["pending"] = pending(address=pending_address)
+
+    def plan(order):
+        observed = observation(source=nlb(*order), config_maps=cms(cm_value or ""),
+                               consumers=(consumer(recorded=recorded or None),))
+        return plan_external_ip(inputs(observed=observed, registered=registered, previous=previous or None))
+
+    first, other = plan(resolved), plan(data.draw(st.permutations(resolved)))
+    assert first == other
+    if cm_value in resolved and unusable(cm_value) is None:
+        assert first.address.address == cm_value and first.config_map_writes == ()

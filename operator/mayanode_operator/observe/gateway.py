@@ -4,6 +4,7 @@ Deployments that read the address (`EXTERNAL_IP`). Read-only; hostnames are reso
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ class ServiceAddress:
     type: str | None = None
     ip: str | None = None
     hostname: str | None = None
-    resolved: tuple[str, ...] = ()          # what `hostname` resolved to (IPv4 first)
+    resolved: tuple[str, ...] = ()          # what `hostname` resolved to (IPv4 first, then numeric; never DNS's order)
     resolve_error: str | None = None
 
 
@@ -72,7 +73,9 @@ async def system_resolver(hostname: str) -> list[str]:
 
 
 async def resolve(hostname: str, timeout: float, resolver: Resolver = system_resolver) -> tuple[tuple[str, ...], str | None]:
-    """Addresses of `hostname` (IPv4 first, no duplicates), or an error message; never raises."""
+    """Addresses of `hostname` (IPv4 first, then in numeric order, no duplicates), or an error message; never raises.
+    A name with several addresses (a LoadBalancer in several zones) answers them in a rotating order: the order is
+    not kept, so the same set of addresses is the same observation at every pass."""
     try:
         async with asyncio.timeout(timeout):
             found = await resolver(hostname)
@@ -80,10 +83,18 @@ async def resolve(hostname: str, timeout: float, resolver: Resolver = system_res
         return (), f"resolving {hostname} took longer than {timeout:g}s"
     except (OSError, UnicodeError) as err:
         return (), f"resolving {hostname} failed: {err}"
-    ordered = sorted(dict.fromkeys(found), key=lambda a: (":" in a))
+    ordered = sorted(set(found), key=_address_order)
     if not ordered:
         return (), f"{hostname} resolved to no address"
     return tuple(ordered), None
+
+
+def _address_order(address: str) -> tuple[int, int, str]:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return 9, 0, address                 # not an address: last (the planner refuses it)
+    return ip.version, int(ip), address
 
 
 def service_address(name: str, body: Mapping[str, Any] | None) -> ServiceAddress:

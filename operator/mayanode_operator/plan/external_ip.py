@@ -15,7 +15,7 @@ Pods restart only when the value they were started with differs from the new one
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -72,7 +72,27 @@ class AddressDecision:
     message: str
 
 
-def desired_address(spec: ExternalIPSpec, source: ServiceAddress | None) -> AddressDecision:
+def address_order(address: str) -> tuple[int, int]:
+    """A fixed order of addresses: IPv4 before IPv6, then numeric (203.0.113.9 before 203.0.113.10)."""
+    ip = ipaddress.ip_address(address)
+    return ip.version, int(ip)
+
+
+def choose_address(usable: Sequence[str], in_use: Sequence[str | None]) -> tuple[str, bool]:
+    """One address among the several a hostname resolved to (a LoadBalancer in several zones), and whether it is one
+    already in use. Never the resolver's order: DNS rotates its answers, and each change of address rewrites the
+    ConfigMaps, restarts mayanode and bifrost and sends set-ip-address. The first address of `in_use` that is still
+    among `usable` is kept; when none is (its zone's address left the answer), the lowest in `address_order`: the
+    node moves once, and the next passes keep the new address."""
+    for address in in_use:
+        if address and address in usable:
+            return address, True
+    return min(usable, key=address_order), False
+
+
+def desired_address(spec: ExternalIPSpec, source: ServiceAddress | None,
+                    in_use: Sequence[str | None] = ()) -> AddressDecision:
+    """`in_use`: the addresses the node uses now, the one to keep first (see `addresses_in_use`)."""
     if spec.source == ExternalIPSource.STATIC:
         address = str(spec.address or "")
         why = unusable(address)
@@ -91,11 +111,15 @@ def desired_address(spec: ExternalIPSpec, source: ServiceAddress | None) -> Addr
         if source.resolve_error or not source.resolved:
             return AddressDecision(None, "ResolveFailed", f"Service {name} ingress hostname: "
                                    f"{source.resolve_error or 'no address'}")
-        usable = [a for a in source.resolved if unusable(a) is None]
+        usable = sorted({a for a in source.resolved if unusable(a) is None}, key=address_order)
         if not usable:
             return AddressDecision(None, "InvalidAddress", f"Service {name} ingress hostname {source.hostname}: "
-                                   f"{unusable(source.resolved[0])}")
-        return AddressDecision(usable[0], "Found", f"LoadBalancer {name} hostname {source.hostname} → {usable[0]}")
+                                   f"{unusable(min(source.resolved))}")
+        address, kept = choose_address(usable, in_use)
+        among = ""
+        if len(usable) > 1:
+            among = f" (of {', '.join(usable)}: {'the address in use' if kept else 'the lowest'})"
+        return AddressDecision(address, "Found", f"LoadBalancer {name} hostname {source.hostname} → {address}{among}")
     if source.type != "LoadBalancer":
         return AddressDecision(None, "WaitingForLoadBalancer",
                                f"Service {name} is of type {source.type or 'ClusterIP'}: it gets no LoadBalancer "
@@ -204,9 +228,18 @@ class ExternalIPPlan:
         return tuple(c for c in self.deployment_changes if c.restart)
 
 
+def addresses_in_use(inputs: ExternalIPInputs) -> tuple[str | None, ...]:
+    """The addresses the node uses now, the one whose change costs most first: the ConfigMaps' (the pods read it:
+    a change restarts them), the operator's last choice, the one whose announcement is pending, the chain's (a change
+    is a transaction), the one the operator announced."""
+    previous = inputs.previous or {}
+    return (_common_value(inputs.observed.config_maps), previous.get("address"),
+            (previous.get("pending") or {}).get("address"), inputs.registered_ip, previous.get("announcedAddress"))
+
+
 def plan_external_ip(inputs: ExternalIPInputs) -> ExternalIPPlan:
     spec, previous = inputs.spec, dict(inputs.previous or {})
-    decision = desired_address(spec, inputs.observed.source)
+    decision = desired_address(spec, inputs.observed.source, addresses_in_use(inputs))
     status: dict[str, Any] = {
         "address": previous.get("address"),
         "source": str(spec.source),
