@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import aiohttp
 import kopf
 
-from .adapters.kube import bearer_authorization
+from .adapters.kube import bearer_authorization, watch_session_options
 from .api import naming
 from .plan.backup_deletion import DELETE_FINALIZER
 from .reconcile.runtime import Runtime
 from .settings import DEPLOYMENTS, PODS, apply_settings
 
 registry = kopf.OperatorRegistry()
+logger = logging.getLogger(__name__)
 
 
 def watch_event_action(event_type: str | None, body: Any) -> str:
@@ -60,9 +62,13 @@ async def login(memo: kopf.Memo, **_: Any) -> kopf.AiohttpSession:
         username=cfg.username or None,
         password=cfg.password or None,
     )
+    proxy, problems = watch_session_options(cfg)
+    for problem in problems:
+        logger.warning("kubeconfig: %s", problem)
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=runtime.config.kopf_connection_limit(), ssl=info.as_ssl_context()),
         headers=info.as_http_headers(),
+        proxy=proxy,
     )
     return kopf.AiohttpSession(server=info.server, aiohttp_session=session)
 
@@ -87,7 +93,10 @@ def _enqueue(memo: kopf.Memo, plural: str, event: dict[str, Any], body: kopf.Bod
 
 @kopf.on.event(naming.GROUP, naming.VERSION, naming.MAYANODE_PLURAL, registry=registry)
 async def mayanode_event(event: dict[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Every watch event of a MayaNode queues a reconcile (no finalizer, no annotations written)."""
+    """Every watch event of a MayaNode queues a reconcile (no finalizer, no annotations written); a deletion also
+    drops what the runtime remembers of it (no pass runs to find it gone)."""
+    if event.get("type") == "DELETED":
+        memo.runtime.forget_mayanode(body.metadata.namespace, body.metadata.name, body.metadata.uid)
     _enqueue(memo, naming.MAYANODE_PLURAL, event, body)
 
 

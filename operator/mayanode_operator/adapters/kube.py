@@ -110,6 +110,23 @@ def loop_reads_unsupported(configuration: k8s.Configuration) -> str | None:
     return None
 
 
+def watch_session_options(configuration: k8s.Configuration) -> tuple[str | None, list[str]]:
+    """The proxy kopf's session (its watches) must use, as the official client does: the kubeconfig's `proxy-url`
+    unless `no_proxy` names the server. And what that session cannot do like the official client (aiohttp speaks
+    to HTTP proxies only, and sets the TLS server name from the URL's host), to be said at login."""
+    problems: list[str] = []
+    proxy = configuration.proxy or None
+    if proxy and should_bypass_proxies(configuration.host, configuration.no_proxy or ""):
+        proxy = None
+    if proxy and not str(proxy).startswith(("http://", "https://")):
+        problems.append(f"the proxy {str(proxy).split('://')[0]}:// is not an HTTP proxy: the watches connect directly")
+        proxy = None
+    if getattr(configuration, "tls_server_name", None):
+        problems.append("tls-server-name is not applied to the watches: they check the certificate against the "
+                        "server URL's host name")
+    return proxy, problems
+
+
 def ssl_context_of(configuration: k8s.Configuration) -> ssl.SSLContext | None:
     """The TLS the official client's urllib3 pool uses: its CA (file or data, else the system's), verification on or
     off (insecure-skip-tls-verify), the client certificate and key. None for a plain-HTTP server. Reads files: call

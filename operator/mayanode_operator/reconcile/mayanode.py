@@ -47,8 +47,7 @@ async def reconcile_mayanode(runtime: Runtime, namespace: str, name: str) -> flo
     body = await runtime.kube.get_custom(naming.MAYANODE_PLURAL, namespace, name)
     meta, stored = (body or {}).get("metadata") or {}, (body or {}).get("status") or {}
     if body is None or meta.get("deletionTimestamp"):
-        runtime.key_shares.pop((namespace, name), None)
-        runtime.votes_looks.pop((namespace, name), None)
+        runtime.forget_mayanode(namespace, name, meta.get("uid"))
         return None
     uid = str(meta.get("uid") or f"{namespace}/{name}")
     status = runtime.unsent.as_planned_from(uid, stored)    # plans see a record whose action never happened undone

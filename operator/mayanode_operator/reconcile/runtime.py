@@ -67,6 +67,14 @@ class Runtime:
     def __post_init__(self) -> None:
         self.watched.workload_selector = self.config.workload_selector
 
+    def forget_mayanode(self, namespace: str, name: str, uid: str | None) -> None:
+        """A MayaNode is gone: a new one of the same name starts from nothing this one left in memory (its key-share
+        and votes looks, its unsent records)."""
+        self.key_shares.pop((namespace, name), None)
+        self.votes_looks.pop((namespace, name), None)
+        if uid:
+            self.unsent.forget_object(uid)
+
     @classmethod
     async def create(cls, config: OperatorConfig) -> "Runtime":
         api_client = await asyncio.to_thread(make_api_client, config.kubeconfig, config.context)

@@ -51,6 +51,10 @@ class UnsentRecords:
             if not entries:
                 del self._by_object[uid]
 
+    def forget_object(self, uid: str) -> None:
+        """The object is gone: nothing of it is written again."""
+        self._by_object.pop(uid, None)
+
     def as_planned_from(self, uid: str, stored: Mapping[str, Any]) -> dict[str, Any]:
         """The stored status with each such record replaced by what the status should be.
 
