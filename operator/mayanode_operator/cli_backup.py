@@ -95,12 +95,14 @@ def _default_client():
     from kubernetes import client as k8s
     from kubernetes import config as k8s_config
 
+    from .adapters.kube import BoundedApiClient
+
     configuration = k8s.Configuration()
     try:
         k8s_config.load_kube_config(client_configuration=configuration)
     except Exception:
         k8s_config.load_incluster_config(client_configuration=configuration)
-    return k8s.ApiClient(configuration)
+    return BoundedApiClient(configuration)
 
 
 async def _location_of(kube: Any, body: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -221,3 +221,43 @@ async def test_a_read_that_met_a_server_error_is_tried_again_a_write_is_not(kube
 ])
 def test_the_namespace_and_kind_a_write_addresses(url, target):
     assert namespaced_target(url) == target
+
+
+@pytest.fixture
+def silent_server():
+    """Accepts connections and never answers: a connection the network dropped without a word."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("loop_reads", [False, True])
+async def test_a_request_the_server_never_answers_ends_at_its_deadline(silent_server, monkeypatch, loop_reads):
+    import time
+
+    import urllib3
+    from kubernetes import client as k8s
+
+    from mayanode_operator.adapters import kube as kube_module
+
+    monkeypatch.setattr(kube_module, "API_REQUEST_TIMEOUT", (1.0, 0.5))
+    configuration = k8s.Configuration(host=silent_server)
+    configuration.retries = False               # urllib3 would try the read again
+    api = KubeApi(kube_module.BoundedApiClient(configuration))
+    if loop_reads:
+        configuration.retries = None
+        assert await api.open_loop_reads(limit=2) is None
+    started = time.monotonic()
+    try:
+        with pytest.raises((urllib3.exceptions.HTTPError, asyncio.TimeoutError, TimeoutError)):
+            await api.get_custom("mayanodes", NS, "never")
+    finally:
+        await api.close_loop_reads()
+        api.api_client.close()
+    assert time.monotonic() - started < 5

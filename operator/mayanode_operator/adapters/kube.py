@@ -64,17 +64,32 @@ def namespaced_target(url: str) -> tuple[str, str] | None:
     return (match.group(1), match.group(2) or "") if match else None
 
 
+API_REQUEST_TIMEOUT = (10.0, 60.0)     # (connect, read) seconds of one request to the API server
+
+
+class BoundedApiClient(k8s.ApiClient):
+    """The official client with a deadline on every request. urllib3 waits for ever unless told otherwise: a
+    connection the network dropped without a word (an API server replaced behind its load balancer, a NAT entry
+    expired) would hold a reconcile, and the thread it runs in, for good. Watches are kopf's, execs have a client of
+    their own: every call here is a short request."""
+
+    def call_api(self, method, url, header_params=None, body=None, post_params=None,  # noqa: ANN001, ANN201
+                 _request_timeout=None):
+        return super().call_api(method, url, header_params, body, post_params,
+                                _request_timeout or API_REQUEST_TIMEOUT)
+
+
 def make_api_client(kubeconfig: str | None = None, context: str | None = None) -> k8s.ApiClient:
     """In-cluster when no kubeconfig is named and a service account is mounted; else the kubeconfig."""
     configuration = k8s.Configuration()
     if kubeconfig is None:
         try:
             k8s_config.load_incluster_config(client_configuration=configuration)
-            return k8s.ApiClient(configuration)
+            return BoundedApiClient(configuration)
         except k8s_config.ConfigException:
             pass
     k8s_config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
-    return k8s.ApiClient(configuration)
+    return BoundedApiClient(configuration)
 
 
 def retry_after_seconds(err: ApiException) -> float:
@@ -162,6 +177,7 @@ class LoopReads:
             connector=aiohttp.TCPConnector(limit=limit, ssl=ssl_context if ssl_context is not None else True),
             headers={"Accept-Encoding": "identity"},        # as urllib3 sends: no compressed answers
             raise_for_status=False,
+            timeout=aiohttp.ClientTimeout(sock_connect=API_REQUEST_TIMEOUT[0], sock_read=API_REQUEST_TIMEOUT[1]),
         )
         self._authorization: str | None = None
         self._authorization_until = 0.0
