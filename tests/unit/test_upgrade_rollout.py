@@ -451,3 +451,99 @@ def test_planner_never_crashes_and_keeps_its_promises(maya, bif, a, previous, ta
     assert len(plan.upgrade.get("history") or []) <= r.HISTORY_LIMIT
     types = {c.type for c in plan.conditions}
     assert types <= {"UpgradeBlocked", "Upgrading", "Degraded"}
+
+
+# ---- flag days: the height known, a halted old binary, a stale status.chain.height ----------------
+def test_the_known_height_is_what_was_seen_never_the_halted_plus_one():
+    view = r.flag_day_view(FLAG, 460, 455, True)          # mayanode not ready 40 blocks before the flag day
+    assert (view.effective_height, view.known_height, view.target) == (461, 460, OLD)
+    assert r.flag_day_view(FLAG, None, 499, True).known_height == 499
+    assert r.highest_height(499, 492, None, True) == 499 and r.highest_height(None, "x") is None
+
+
+@pytest.mark.parametrize("height,last,halted,in_flight,target,flag_height", [
+    (None, 492, False, 500, NEW, 500),     # halted binary unreachable, status.chain.height 40 s old
+    (480, None, False, 500, NEW, 500),     # a lower height seen afterwards does not undo the flag day
+    (None, 492, False, 600, OLD, None),    # not a flag day of the schedule (hand-edited status): ignored
+    (None, 492, False, None, OLD, None),
+])
+def test_a_flag_day_under_way_stays_reached(height, last, halted, in_flight, target, flag_height):
+    view = r.flag_day_view(FLAG, height, last, halted, in_flight=in_flight)
+    assert (view.target, view.flag_day_height) == (target, flag_height)
+
+
+def test_the_last_height_is_kept_while_a_flag_day_upgrade_starts_and_runs():
+    down = api(reachable=False)
+    halted = workload("mayanode", ready=False)
+    start = r.plan_rollout(inputs(s=FLAG, target=NEW, flag_day_height=500, last_height=499, maya=halted, a=down))
+    assert start.upgrade["current"]["flagDayHeight"] == 500 and start.upgrade["lastHeight"] == 499
+    assert start.upgrade["nextFlagDay"] is None                          # no flag day ahead any more
+    running = r.plan_rollout(inputs(s=FLAG, target=NEW, flag_day_height=500, last_height=499, maya=halted, a=down,
+                                    previous=start.upgrade))
+    assert running.upgrade["current"]["step"] == "StopOld" and running.upgrade["lastHeight"] == 499
+    after = r.plan_rollout(inputs(s=FLAG, target=NEW, last_height=520, maya=workload("mayanode", NEW),
+                                  bif=workload("bifrost", NEW)))
+    assert after.upgrade["lastHeight"] == 520                            # within the grace after the flag day
+    long_after = r.plan_rollout(inputs(s=FLAG, target=NEW, last_height=500 + r.FLAG_DAY_GRACE_BLOCKS + 1,
+                                       maya=workload("mayanode", NEW), bif=workload("bifrost", NEW)))
+    assert long_after.upgrade["lastHeight"] is None
+
+
+def test_a_flag_day_upgrade_is_not_called_off_by_a_stale_lower_height():
+    previous = current("AcquireBudget", flagDayHeight=500)
+    plan = r.plan_rollout(inputs(s=FLAG, target=OLD, previous=previous, budget=r.BudgetDecision("held")))
+    assert plan.upgrade["current"]["step"] == "StopOld" and "UpgradeCancelled" not in [e.reason for e in plan.events]
+    unscheduled = spec(version=OLD, upgrade={"heightSchedule": [{"height": 900, "version": NEW}]})
+    dropped = r.plan_rollout(inputs(s=unscheduled, target=OLD, previous=previous, budget=r.BudgetDecision("held")))
+    assert dropped.upgrade["current"] is None and [e.reason for e in dropped.events] == ["UpgradeCancelled"]
+
+
+def _wire(s, *, observed, chain_height, halted, previous, maya, bif):
+    """What the upgrade facet feeds the planner: the same three pure steps (see reconcile/facet_upgrade.py)."""
+    prev_current = (previous or {}).get("current") or {}
+    view = r.flag_day_view(s, observed, r.highest_height((previous or {}).get("lastHeight"), chain_height), halted,
+                           in_flight=prev_current.get("flagDayHeight"))
+    up_to_date = maya.image == img(view.target) and bif.image == img(view.target)
+    return r.plan_rollout(inputs(
+        s=s, target=view.target, flag_day_height=None if up_to_date else view.flag_day_height, previous=previous,
+        maya=maya, bif=bif, a=api(reachable=False) if observed is None else api(height=observed),
+        next_flag_day=(view.next_height, view.next_version) if view.next_height else None,
+        last_height=view.known_height))
+
+
+def test_a_halted_old_binary_and_a_stale_chain_height_start_the_flag_day_once_and_never_cancel_it():
+    s = spec(version=OLD, upgrade={"heightSchedule": [{"height": 500, "version": NEW}]})
+    previous = {"lastHeight": 499, "nextFlagDay": {"height": 500, "version": NEW}}
+    halted = workload("mayanode", ready=False)
+    events, steps = [], []
+    for _ in range(30):
+        plan = _wire(s, observed=None, chain_height=492, halted=True, previous=previous, maya=halted,
+                     bif=workload("bifrost"))
+        previous = plan.upgrade
+        events += [e.reason for e in plan.events]
+        steps.append((plan.upgrade.get("current") or {}).get("step"))
+        assert plan.upgrade["lastHeight"] == 499                         # neither dropped nor creeping
+    assert events.count("UpgradeStarted") == 1 and "UpgradeCancelled" not in events
+    assert steps[-1] == "StopOld" and any(a.kind == "SetImage" for a in plan.actions)
+
+
+@settings(max_examples=200)
+@given(seen=st.lists(st.tuples(st.one_of(st.none(), st.integers(440, 499)), st.booleans()), min_size=1, max_size=40),
+       chain=st.integers(400, 499))
+def test_the_recorded_height_never_exceeds_a_height_seen_nor_moves_backwards(seen, chain):
+    """Before the flag day (heights < 500 only): whatever the node API answers and whether mayanode is ready,
+    status.upgrade.lastHeight is one of the heights seen, never lower than before, and no upgrade starts."""
+    s = spec(version=OLD, upgrade={"heightSchedule": [{"height": 500, "version": NEW}]})
+    previous: dict = {}
+    highest = chain
+    for observed, ready in seen:
+        highest = max(highest, observed if observed is not None else highest)
+        before = previous.get("lastHeight")
+        plan = _wire(s, observed=observed, chain_height=chain, halted=not ready or observed is None,
+                     previous=previous, maya=workload("mayanode", ready=ready), bif=workload("bifrost"))
+        previous = plan.upgrade
+        last = plan.upgrade.get("lastHeight")
+        if last is not None:
+            assert last <= highest and (before is None or last >= before)
+        if highest < 499:
+            assert plan.upgrade.get("current") is None

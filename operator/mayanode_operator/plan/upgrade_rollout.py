@@ -288,6 +288,7 @@ class FlagDayView:
     next_height: int | None            # the next flag day still ahead
     next_version: str | None
     effective_height: int | None
+    known_height: int | None = None    # the highest height seen (what status.upgrade.lastHeight keeps)
 
 
 def mayanode_halted(workload: WorkloadObservation, api: NodeApiObservation) -> bool:
@@ -295,11 +296,26 @@ def mayanode_halted(workload: WorkloadObservation, api: NodeApiObservation) -> b
     return not api.reachable or (workload.exists and workload.desired_replicas > 0 and workload.ready_replicas < 1)
 
 
-def flag_day_view(spec: MayaNodeSpec, height: int | None, last_height: int | None, halted: bool) -> FlagDayView:
+def highest_height(*heights: Any) -> int | None:
+    """The highest of the heights on record (status.upgrade.lastHeight, status.chain.height); None if none is."""
+    return max((h for h in heights if isinstance(h, int) and not isinstance(h, bool)), default=None)
+
+
+def flag_day_view(spec: MayaNodeSpec, height: int | None, last_height: int | None, halted: bool,
+                  in_flight: int | None = None) -> FlagDayView:
     """The version to run at the current height. The old binary halts at a flag day's height H having committed
-    H-1, so a node seen at H-1 whose mayanode stopped has reached H."""
+    H-1, so a node seen at H-1 whose mayanode stopped has reached H.
+
+    `height` is this pass's observation (None: the node API did not answer), `last_height` the highest height
+    known from before (status.upgrade.lastHeight, status.chain.height): the known height is the highest of them,
+    it never moves backwards. The +1 of a halted node is a conclusion of this pass, never a height seen, so it is
+    not part of `known_height` (recording it would make the height creep by one at every pass). `in_flight`: the
+    flag day of an upgrade under way (status.upgrade.current.flagDayHeight); that height was reached, whatever a
+    stale or missing observation says, as long as the schedule still has it."""
     known = max((h for h in (height, last_height) if h is not None), default=None)
     effective = known + 1 if (known is not None and halted) else known
+    if in_flight is not None and any(e.height == in_flight for e in spec.upgrade.height_schedule):
+        effective = max(effective if effective is not None else in_flight, in_flight)
     target = spec.target_version(effective)
     reached = [e for e in spec.upgrade.height_schedule if effective is not None and e.height <= effective]
     entry = max(reached, key=lambda e: e.height) if reached else None
@@ -308,7 +324,22 @@ def flag_day_view(spec: MayaNodeSpec, height: int | None, last_height: int | Non
     if entry is not None and effective is not None and effective - entry.height <= FLAG_DAY_GRACE_BLOCKS:
         flag_height = entry.height
     return FlagDayView(target, flag_height, upcoming.height if upcoming else None,
-                       upcoming.version if upcoming else None, effective)
+                       upcoming.version if upcoming else None, effective, known)
+
+
+def keeps_last_height(spec: MayaNodeSpec, known: int | None, next_flag_day: tuple[int, str] | None,
+                      in_flight: int | None) -> bool:
+    """Whether status.upgrade.lastHeight is kept: near a flag day ahead (the old binary halts there and stops
+    answering, so the last height it answered with is what shows the flag day was reached), while a flag-day
+    upgrade is under way, and within the grace after a flag day (a node API that stops answering then must not
+    make a stale, lower status.chain.height look like the flag day was not reached)."""
+    if known is None:
+        return False
+    if in_flight is not None:
+        return True
+    if next_flag_day is not None and next_flag_day[0] - known <= FLAG_DAY_NEAR_BLOCKS:
+        return True
+    return any(0 <= known + 1 - e.height <= FLAG_DAY_GRACE_BLOCKS for e in spec.upgrade.height_schedule)
 
 
 # ==================================================================================================
@@ -350,7 +381,8 @@ class RolloutInputs:
     locked: str | None = None                    # ctx.workloads_locked
     approval: str | None = None                  # a pending Upgrade node action id
     next_flag_day: tuple[int, str] | None = None
-    last_height: int | None = None               # to keep in status near a flag day
+    last_height: int | None = None               # the highest height known (FlagDayView.known_height): kept in
+                                                 # status near a flag day and while one is under way
 
 
 @dataclass
@@ -394,8 +426,9 @@ def plan_rollout(inp: RolloutInputs) -> RolloutPlan:
     base: dict[str, Any] = {"history": history or None, "nextFlagDay": None, "lastHeight": None}
     if inp.next_flag_day is not None:
         base["nextFlagDay"] = {"height": inp.next_flag_day[0], "version": inp.next_flag_day[1]}
-        if inp.last_height is not None and inp.next_flag_day[0] - inp.last_height <= FLAG_DAY_NEAR_BLOCKS:
-            base["lastHeight"] = inp.last_height
+    in_flight = (current or {}).get("flagDayHeight") or inp.flag_day_height
+    if keeps_last_height(inp.spec, inp.last_height, inp.next_flag_day, in_flight):
+        base["lastHeight"] = inp.last_height
 
     if current is not None:
         plan = _continue(inp, base, current, history)
@@ -508,9 +541,10 @@ def _before_change(inp: RolloutInputs, base: dict[str, Any], current: dict[str, 
                    to: str) -> RolloutPlan:
     """Nothing changed on the node yet: the upgrade may still be called off."""
     release = [Action("ReleaseBudget", budget=None, result=None)] if step == S.ACQUIRE_BUDGET and inp.budget else []
-    if inp.target != to or inp.locked or (inp.spec.upgrade.strategy == UpgradeStrategy.MANUAL and
-                                          not current.get("requestId") and not current.get("flagDayHeight")):
-        why = (f"the target changed to {inp.target}" if inp.target != to else
+    target_changed = inp.target != to and not flag_day_still_scheduled(inp.spec, current)
+    if target_changed or inp.locked or (inp.spec.upgrade.strategy == UpgradeStrategy.MANUAL and
+                                        not current.get("requestId") and not current.get("flagDayHeight")):
+        why = (f"the target changed to {inp.target}" if target_changed else
                inp.locked or "strategy Manual without an Upgrade node action")
         plan = _plan(base, "Idle", actions=release,
                      events=[EventSpec("Normal", "UpgradeCancelled", f"upgrade to {to} called off before any change: {why}")],
@@ -563,6 +597,17 @@ def _before_change(inp: RolloutInputs, base: dict[str, Any], current: dict[str, 
         plan.requeue_after = STEP_ADVANCE_REQUEUE
         return plan
     return _waiting(base, current, GateOutcome.block(budget.gate, budget.reason, budget.message), requeue=3.0)
+
+
+def flag_day_still_scheduled(spec: MayaNodeSpec, current: Mapping[str, Any]) -> bool:
+    """An upgrade started because its flag day was reached, whose flag day the schedule still asks for: a lower
+    height seen afterwards (a stale status.chain.height while the halted old binary does not answer) does not
+    call it off. Only a schedule that no longer asks for it does."""
+    height = current.get("flagDayHeight")
+    if not isinstance(height, int) or isinstance(height, bool):
+        return False
+    return spec.target_version(height) == current.get("to") and \
+        any(e.height == height for e in spec.upgrade.height_schedule)
 
 
 def _change(inp: RolloutInputs, base: dict[str, Any], current: dict[str, Any], history: list[dict[str, Any]],

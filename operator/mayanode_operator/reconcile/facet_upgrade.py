@@ -41,6 +41,7 @@ from ..plan.upgrade_rollout import (
     RolloutPlan,
     backup_name,
     flag_day_view,
+    highest_height,
     iso,
     mayanode_halted,
     pending_approval,
@@ -106,8 +107,9 @@ class UpgradeFacet:
         observed = ctx.observed
         chain = observed.api.chain
         height = chain.height if chain else None
-        last_known = previous.get("lastHeight") or (ctx.status.get("chain") or {}).get("height")
-        view = flag_day_view(spec, height, last_known, mayanode_halted(observed.mayanode, observed.api))
+        last_known = highest_height(previous.get("lastHeight"), (ctx.status.get("chain") or {}).get("height"))
+        view = flag_day_view(spec, height, last_known, mayanode_halted(observed.mayanode, observed.api),
+                             in_flight=(current or {}).get("flagDayHeight"))
         target = view.target
         image = spec.image_for(target) if target else None
         up_to_date = image is not None and observed.mayanode.image == image and observed.bifrost.image == image
@@ -164,7 +166,7 @@ class UpgradeFacet:
             previous=previous, target=target, flag_day_height=flag_day, gates=gates, backup=backup, budget=budget,
             announced_version=announced, locked=ctx.workloads_locked, approval=approval,
             next_flag_day=(view.next_height, view.next_version) if view.next_height and view.next_version else None,
-            last_height=view.effective_height,
+            last_height=view.known_height,
         ))
         await self._apply(ctx, plan, group, leases, lease, me)
         if any(a.kind == "ReleaseBudget" for a in plan.actions):

@@ -1,0 +1,106 @@
+"""The upgrade facet at a flag day, pass after pass on fakes: the old binary halts having committed H-1 and its API
+stops answering while status.chain.height is up to a minute old; and the rollout group's Lease after a flag day."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from types import SimpleNamespace
+
+from mayanode_operator.api.mayanode import MayaNodeSpec
+from mayanode_operator.config import OperatorConfig
+from mayanode_operator.observe.snapshot import (
+    ChainStatus,
+    EndpointError,
+    MayaNodeObservation,
+    NetworkObservation,
+    NodeAccount,
+    NodeApiObservation,
+    PodObservation,
+    WorkloadObservation,
+)
+from mayanode_operator.plan import upgrade_rollout as r
+from mayanode_operator.plan.transactions import TxOutcome
+from mayanode_operator.reconcile.facet_upgrade import UpgradeFacet
+from mayanode_operator.reconcile.facets import NodeContext
+
+from .test_facet_upgrade import NEW, OLD, T, FakeKube, FakeLeases, FakeTransactions, FakeWorkloads, img, wl
+
+FLAG_AT = 500
+SPEC = {"network": "mainnet", "version": OLD, "upgrade": {"heightSchedule": [{"height": FLAG_AT, "version": NEW}],
+                                                          "gates": {"adoption": {"mode": "None"}}}}
+
+
+class Node:
+    """One MayaNode and its Deployments as the fakes show them; `pass_` runs the facet once and keeps its status."""
+
+    def __init__(self, upgrade, chain_height, *, spec=SPEC, leases=None, labels=None, name="node"):
+        self.upgrade, self.chain_height, self.spec_doc = upgrade, chain_height, spec
+        self.leases, self.labels, self.name = leases or FakeLeases(), labels or {}, name
+        self.maya = self.bif = OLD
+        self.now, self.journal, self.events = T, [], []
+
+    def context(self, *, height, maya_ready, announced=OLD):
+        spec = MayaNodeSpec.model_validate(self.spec_doc)
+        if height is None:
+            api = NodeApiObservation(errors=(EndpointError("version", "Unreachable", "down"),
+                                             EndpointError("status", "Unreachable", "down")))
+        else:
+            api = NodeApiObservation(network=NetworkObservation(OLD, OLD, self.maya), chain=ChainStatus(height, False),
+                                     account=NodeAccount("maya1x", "Standby", "1", 0, announced, "", ""))
+        mayanode = WorkloadObservation("mayanode", True, 1, 1 if maya_ready else 0, 1, img(self.maya),
+                                       (PodObservation("mayanode-0", "Running", maya_ready, 0,
+                                                       images=(img(self.maya),)),), 2, 2)
+        runtime = SimpleNamespace(config=OperatorConfig(), kube=FakeKube(), http=None, now=lambda: self.now,
+                                  queue=SimpleNamespace(add=lambda *a, **k: None))
+        body = {"metadata": {"name": self.name, "namespace": "ns", "generation": 1, "labels": self.labels},
+                "spec": spec.model_dump(by_alias=True, exclude_none=True)}
+        previous = {"upgrade": self.upgrade} if self.upgrade else {}
+
+        async def persist(part):
+            self.journal.append(("persist", part))
+
+        ctx = NodeContext(runtime=runtime, body=body, spec=spec, namespace="ns", name=self.name, now=self.now,
+                          observed=MayaNodeObservation(mayanode, wl("bifrost", self.bif), api),
+                          previous_status=previous,
+                          status={**previous, "chain": {"height": self.chain_height}, "nodeActions": []},
+                          persist=persist)
+        facet = UpgradeFacet(transactions=lambda rt: FakeTransactions(self.journal, TxOutcome("ok", 0, "A", "", "ok")),
+                             leases=lambda rt: self.leases, workloads=lambda rt: FakeWorkloads(self.journal))
+        return facet, ctx
+
+    async def pass_(self, **observed):
+        facet, ctx = self.context(**observed)
+        outcome = await facet.reconcile(ctx)
+        self.upgrade = outcome.status["upgrade"]
+        self.events += [e.reason for e in outcome.events]
+        for entry in self.journal:
+            if entry[0] == "set_image":
+                self.maya = entry[2].rsplit("-", 1)[1] if entry[1] == "mayanode" else self.maya
+                self.bif = entry[2].rsplit("-", 1)[1] if entry[1] == "bifrost" else self.bif
+        self.now += timedelta(seconds=outcome.requeue_after or 1)
+        return outcome
+
+    def patches(self):
+        return [j for j in self.journal if j[0] == "set_image"]
+
+
+async def test_the_old_binary_halted_and_a_stale_chain_height_the_upgrade_starts_once_and_changes_the_image():
+    """status.upgrade.lastHeight is H-1, status.chain.height H-8 (refreshed 40 s ago), the API is gone."""
+    node = Node({"lastHeight": FLAG_AT - 1, "nextFlagDay": {"height": FLAG_AT, "version": NEW}}, FLAG_AT - 8)
+    for _ in range(10):
+        outcome = await node.pass_(height=None, maya_ready=False)
+        assert node.upgrade["lastHeight"] == FLAG_AT - 1                      # kept, and not creeping
+    assert node.events.count("UpgradeStarted") == 1 and "UpgradeCancelled" not in node.events
+    assert node.patches() == [("set_image", "mayanode", img(NEW))]
+    assert node.upgrade["current"]["flagDayHeight"] == FLAG_AT
+    upgrading = next(c for c in outcome.conditions if c.type == "Upgrading")
+    assert upgrading.status == "True"
+
+
+async def test_a_mayanode_pod_not_ready_near_a_flag_day_does_not_make_the_height_creep():
+    """40 blocks before the flag day the pod is not ready for 45 s while the API answers 460: nothing starts."""
+    node = Node({"lastHeight": 460, "nextFlagDay": {"height": FLAG_AT, "version": NEW}}, 460)
+    for _ in range(45):
+        await node.pass_(height=460, maya_ready=False)
+        assert node.upgrade["lastHeight"] == 460
+    assert node.events == [] and node.patches() == [] and node.upgrade.get("current") is None
