@@ -104,3 +104,46 @@ async def test_a_mayanode_pod_not_ready_near_a_flag_day_does_not_make_the_height
         await node.pass_(height=460, maya_ready=False)
         assert node.upgrade["lastHeight"] == 460
     assert node.events == [] and node.patches() == [] and node.upgrade.get("current") is None
+
+
+async def test_a_flag_day_leaves_no_slot_in_the_lease_and_the_next_upgrade_waits_for_its_turn():
+    group = {"maya.nodeops.io/rollout-group": "fleet"}
+    leases = FakeLeases()
+    node = Node({"lastHeight": FLAG_AT - 1}, FLAG_AT - 8, leases=leases, labels=group)
+    await node.pass_(height=None, maya_ready=False)                       # started: AcquireBudget
+    await node.pass_(height=None, maya_ready=False)                       # StopOld
+    await node.pass_(height=None, maya_ready=False)                       # image patched
+    assert node.maya == NEW and node.upgrade["current"]["step"] in ("StopOld", "MayanodeHealth")
+    for _ in range(12):                                                   # the new binary is up; bifrost; set-version
+        await node.pass_(height=FLAG_AT + 2, maya_ready=True, announced=NEW if node.bif == NEW else OLD)
+        assert leases.state.holder("ns/node") is None                     # never took a slot
+        if node.upgrade.get("current") is None:
+            break
+    assert node.upgrade["history"][-1]["result"] == "Succeeded" and node.bif == NEW
+    assert leases.state.holders == ()
+
+    later = T + timedelta(days=3)                                         # another node upgrades to 1.113.0 now
+    leases.state = r.BudgetState((r.Holder("ns2/node2", "1.113.0", later, later),))
+    spec = {"network": "mainnet", "version": "1.113.0", "upgrade": {
+        "gates": {"adoption": {"mode": "None"}}, "rollout": {"group": "fleet", "maxConcurrent": 1, "canary": False}}}
+    waiting = {"from": NEW, "to": "1.113.0", "step": "AcquireBudget", "startedAt": r.iso(later),
+               "previousImages": {"mayanode": img(NEW), "bifrost": img(NEW)}}   # started, waiting for a slot
+    nxt = Node({**node.upgrade, "current": waiting}, FLAG_AT + 100, spec=spec, leases=leases, labels=group)
+    nxt.maya = nxt.bif = NEW
+    nxt.now = later
+    await nxt.pass_(height=FLAG_AT + 100, maya_ready=True, announced=NEW)
+    assert nxt.upgrade["current"]["step"] == "AcquireBudget" and nxt.upgrade["gate"]["reason"] == "BudgetExhausted"
+    assert nxt.patches() == []
+
+
+async def test_a_slot_left_by_an_earlier_flag_day_is_dropped_when_the_flag_day_ends():
+    """A Lease written by an operator before this fix: the flag day's node is still listed as a holder."""
+    leases = FakeLeases(r.BudgetState((r.Holder("ns/node", NEW, T, T),)))
+    node = Node({"lastHeight": FLAG_AT + 1, "current": {"from": OLD, "to": NEW, "step": "SetVersion",
+                                                        "startedAt": r.iso(T), "flagDayHeight": FLAG_AT,
+                                                        "previousImages": {"mayanode": img(OLD),
+                                                                           "bifrost": img(OLD)}}},
+                FLAG_AT + 1, leases=leases, labels={"maya.nodeops.io/rollout-group": "fleet"})
+    node.maya = node.bif = NEW
+    await node.pass_(height=FLAG_AT + 2, maya_ready=True, announced=NEW)
+    assert node.upgrade["history"][-1]["result"] == "Succeeded" and leases.state.holders == ()

@@ -34,6 +34,9 @@ def decide(state, me="ns/a", max_concurrent=1, canary=False, fleet=None, version
     ((holder("ns/b", age=LEASE + 1),), 1, {}, "acquire", ""),                          # expired: reclaimed
     ((holder("ns/b", age=LEASE + 1),), 1, {"ns/b": r.FleetMember("ns/b", True)}, "blocked", "BudgetExhausted"),
     ((holder("ns/a", age=10),), 1, {}, "held", ""),
+    ((holder("ns/a", age=LEASE + 1),), 1, {}, "acquire", ""),             # its own entry expired: asks again
+    ((holder("ns/a", age=LEASE + 1), holder("ns/b")), 1, {}, "blocked", "BudgetExhausted"),   # a leftover is no slot
+    ((holder("ns/a", age=3 * 86400), holder("ns/b")), 1, {}, "blocked", "BudgetExhausted"),
     ((holder("ns/b"), holder("ns/c")), 2, {}, "blocked", "BudgetExhausted"),
 ])
 def test_budget_table(holders, max_c, fleet, kind, reason):
@@ -78,6 +81,14 @@ def test_release_records_the_canary_result():
     assert untouched.canary("1.112.0").result == "InProgress"
 
 
+def test_an_expired_own_entry_does_not_bypass_the_canary():
+    """A slot left in the Lease (e.g. by a flag day) three days ago: the next upgrade waits for the canary."""
+    state = r.BudgetState((holder("ns/a", age=3 * 86400, version="1.112.0"),),
+                          (r.CanaryRecord("1.113.0", "ns/b", "InProgress"),))
+    decision = decide(state, version="1.113.0", max_concurrent=5, canary=True)
+    assert (decision.kind, decision.reason) == ("blocked", "WaitingForCanary")
+
+
 def test_renew_holder_re_adds_a_committed_node():
     assert r.renew_holder(r.BudgetState(), me="ns/a", version="v", now=T, lease_seconds=LEASE).holder("ns/a")
     fresh = r.BudgetState((holder("ns/a", age=1, version="v"),))
@@ -112,7 +123,7 @@ def test_budget_never_grants_beyond_the_limit(holders, me, max_c, canary, upgrad
         before = [h for h in r.live_holders(state, T, LEASE, fleet) if h.node != me]
         assert len(before) < max_c
     if decision.kind == "held":
-        assert state.holder(me) is not None
+        assert state.holder(me) is not None and (T - state.holder(me).renewed).total_seconds() < LEASE
 
 
 # ---- the Lease adapter against the emulated API server -------------------------------------------

@@ -547,3 +547,32 @@ def test_the_recorded_height_never_exceeds_a_height_seen_nor_moves_backwards(see
             assert last <= highest and (before is None or last >= before)
         if highest < 499:
             assert plan.upgrade.get("current") is None
+
+
+# ---- flag days and the rollout budget --------------------------------------------------------------
+@pytest.mark.parametrize("step,maya,bif,a", [
+    ("StopOld", workload("mayanode"), workload("bifrost"), api()),
+    ("MayanodeHealth", workload("mayanode", NEW, ready=False), workload("bifrost"), api(reachable=False)),
+    ("Bifrost", workload("mayanode", NEW), workload("bifrost"), api(querier=NEW)),
+    ("BifrostHealth", workload("mayanode", NEW), workload("bifrost", NEW, ready=False), api(querier=NEW)),
+    ("Rollback", workload("mayanode", NEW), workload("bifrost", NEW), api(querier=NEW)),
+])
+def test_a_flag_day_takes_no_rollout_slot(step, maya, bif, a):
+    extra = {"reason": "CrashLoop", "message": "boom", "deadline": "2024-06-01T12:10:00Z"}
+    previous = current(step, flagDayHeight=500, **(extra if step == "Rollback" else
+                                                    {"deadline": "2024-06-01T12:10:00Z"}))
+    held = r.BudgetDecision("held", new_state=r.BudgetState((r.Holder("ns/node", NEW, T, T),)))
+    plan = r.plan_rollout(inputs(s=FLAG, previous=previous, budget=held, maya=maya, bif=bif, a=a))
+    assert not {"RenewBudget", "AcquireBudget"} & {x.kind for x in plan.actions}
+    ordinary = r.plan_rollout(inputs(previous=current(step, **(extra if step == "Rollback" else
+                                                                {"deadline": "2024-06-01T12:10:00Z"})),
+                                     budget=held, maya=maya, bif=bif, a=a))
+    assert "RenewBudget" in {x.kind for x in ordinary.actions}          # an ordinary upgrade keeps renewing
+
+
+def test_the_end_of_a_flag_day_drops_any_slot_without_judging_a_canary():
+    both_new = dict(maya=workload("mayanode", NEW), bif=workload("bifrost", NEW), a=api(querier=NEW))
+    plan = r.plan_rollout(inputs(s=FLAG, previous=current("SetVersion", flagDayHeight=500), announced_version=NEW,
+                                 budget=r.BudgetDecision("held"), **both_new))
+    assert plan.upgrade["history"][-1]["result"] == "Succeeded"
+    assert [(x.kind, x.result) for x in plan.actions] == [("ReleaseBudget", None)]

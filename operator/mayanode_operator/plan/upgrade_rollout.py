@@ -136,8 +136,15 @@ def live_holders(state: BudgetState, now: datetime, lease_seconds: float,
 
 def plan_budget(state: BudgetState, *, me: str, version: str, max_concurrent: int, canary: bool, now: datetime,
                 lease_seconds: float, fleet: Mapping[str, FleetMember]) -> BudgetDecision:
-    """May `me` start upgrading to `version` now? Reclaims expired holders, renews its own slot."""
+    """May `me` start upgrading to `version` now? Reclaims expired holders, renews its own slot.
+
+    An own entry that was not renewed within the lease is not a slot this node holds: it may be a leftover
+    (an upgrade that ended without releasing it) and others may have reclaimed it meanwhile; the node asks
+    for a slot like any other, so the budget and the canary still apply."""
     mine = state.holder(me)
+    if mine is not None and (now - mine.renewed).total_seconds() >= lease_seconds:
+        mine = None
+        state = replace(state, holders=tuple(h for h in state.holders if h.node != me))
     if mine is not None:
         renew = (now - mine.renewed).total_seconds() >= lease_seconds / 3 or mine.version != version
         new_state = None
@@ -614,8 +621,7 @@ def _change(inp: RolloutInputs, base: dict[str, Any], current: dict[str, Any], h
             step: UpgradeStep, to: str) -> RolloutPlan:
     spec = inp.spec
     image = spec.image_for(to)
-    renew = [Action("RenewBudget", budget=inp.budget.new_state)] if (
-        inp.budget is not None and inp.budget.kind == "held" and inp.budget.new_state is not None) else []
+    renew = _renewal(inp, current)
 
     if step in (S.STOP_OLD, S.MAYANODE):
         if inp.mayanode.image != image:
@@ -689,6 +695,15 @@ def _confirm_set_version(inp: RolloutInputs, base: dict[str, Any], current: dict
     return plan
 
 
+def _renewal(inp: RolloutInputs, current: Mapping[str, Any]) -> list[Action]:
+    """Keep the rollout slot while images change. A flag day holds none: the whole network switches at the height,
+    the budget does not apply to it, and a slot taken there would stay behind after it."""
+    if current.get("flagDayHeight") or inp.budget is None or inp.budget.kind != "held" or \
+            inp.budget.new_state is None:
+        return []
+    return [Action("RenewBudget", budget=inp.budget.new_state)]
+
+
 def _wait_health(inp: RolloutInputs, base: dict[str, Any], current: dict[str, Any], history: list[dict[str, Any]],
                  step: UpgradeStep, health: Health, renew: list[Action]) -> RolloutPlan:
     deadline = parse_time(current.get("deadline"))
@@ -720,8 +735,7 @@ def _rollback(inp: RolloutInputs, base: dict[str, Any], current: dict[str, Any],
         if want and workload.exists and workload.image != want:
             actions.append(Action("SetImage", workspec.deployment, workspec.container, want))
             events.append(EventSpec("Warning", "ImageRolledBack", f"{which} → {want}"))
-    if inp.budget is not None and inp.budget.kind == "held" and inp.budget.new_state is not None:
-        actions.append(Action("RenewBudget", budget=inp.budget.new_state))
+    actions += _renewal(inp, current)
     why = f"{current.get('reason')}: {current.get('message')}"
     if actions:
         plan = _plan({**base, "current": current}, "RollingBack", actions=actions, events=events,
@@ -754,8 +768,11 @@ def _finish(inp: RolloutInputs, base: dict[str, Any], current: dict[str, Any], h
     })
     new_history = (history + [entry])[-HISTORY_LIMIT:]
     actions: list[Action] = []
-    if inp.budget is not None and not current.get("flagDayHeight"):
-        actions.append(Action("ReleaseBudget", result="Succeeded" if result == "Succeeded" else "Failed"))
+    if inp.budget is not None:
+        # A flag day takes no slot, so its end says nothing of the canary; its release only drops an entry an
+        # earlier operator may have left (a no-op otherwise), so that no later upgrade finds it "held".
+        canary = None if current.get("flagDayHeight") else ("Succeeded" if result == "Succeeded" else "Failed")
+        actions.append(Action("ReleaseBudget", result=canary))
     if result == "Succeeded":
         plan = _plan({**base, "history": new_history}, "Idle", actions=actions,
                      events=[EventSpec("Normal", "UpgradeSucceeded", message)])
