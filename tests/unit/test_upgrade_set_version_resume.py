@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mayanode_operator.api.mayanode import MayaNodeSpec
@@ -34,10 +34,14 @@ def workload(name, version=NEW):
                                pods=(PodObservation(f"{name}-0", "Running", True, 0, None, False, (img(version),)),))
 
 
-def plan(previous, *, now=T, announced=OLD, budget=None):
+ADDRESS = "maya1626qqv4w7fucnhfvgjldl6y8gsdz79xswww5at"
+
+
+def plan(previous, *, now=T, announced=OLD, budget=None, node_address=None):
     """Both images on NEW and healthy: the SetVersion step."""
+    doc = {"network": "mainnet", "version": NEW, **({"nodeAddress": node_address} if node_address else {})}
     return r.plan_rollout(r.RolloutInputs(
-        spec=MayaNodeSpec.model_validate({"network": "mainnet", "version": NEW}), node="ns/node", now=now,
+        spec=MayaNodeSpec.model_validate(doc), node="ns/node", now=now,
         mayanode=workload("mayanode"), bifrost=workload("bifrost"),
         api=NodeApiObservation(network=NetworkObservation(OLD, NEW, NEW), chain=ChainStatus(1000, False)),
         previous=previous, target=NEW, announced_version=announced, budget=budget))
@@ -90,6 +94,25 @@ def test_not_on_chain_after_the_window_it_is_sent_again_once():
     assert "SendSetVersion" not in kinds(still)
 
 
+def test_not_sent_again_while_the_chains_record_cannot_be_read():
+    """The window is over but the node account (the chain's record of this node's version) cannot be read: whether
+    the first send reached the chain is unknown, so nothing is sent; a condition says why; the step stays."""
+    for address, why in ((None, "spec.nodeAddress is not set"), (ADDRESS, "the node account could not be read")):
+        p = plan(checkpoint(), now=T + 2 * WINDOW, announced=None, node_address=address,
+                 budget=r.BudgetDecision("held", new_state=r.BudgetState()))
+        assert "SendSetVersion" not in kinds(p) and not p.checkpoint
+        assert p.upgrade["state"] == "InProgress" and p.upgrade["current"]["step"] == "SetVersion"
+        assert p.upgrade["current"]["message"] == r.SET_VERSION_SENDING      # still unknown: the marker stays
+        assert not p.upgrade.get("history")
+        blocked = next(c for c in p.conditions if c.type == "UpgradeBlocked")
+        assert (blocked.status, blocked.reason) == ("True", "SetVersionUnconfirmed") and why in blocked.message
+        assert kinds(p) == ["RenewBudget"] and p.requeue_after == r.SET_VERSION_CONFIRM_REQUEUE
+        readable = plan({"current": p.upgrade["current"]}, now=T + 2 * WINDOW, announced=OLD, node_address=address)
+        assert kinds(readable) == ["SendSetVersion"]                            # readable, not on chain: sent
+        shown = plan({"current": p.upgrade["current"]}, now=T + 2 * WINDOW, announced=NEW, node_address=address)
+        assert "SendSetVersion" not in kinds(shown) and shown.upgrade["history"][-1]["result"] == "Succeeded"
+
+
 def test_an_answer_on_record_is_never_sent_again():
     for answer in ("set-version sent (txhash ABC)", "set-version answer: insufficient funds"):
         recorded = {"current": {**checkpoint()["current"], "message": answer}}
@@ -105,6 +128,7 @@ def test_no_time_on_record_starts_the_wait_now():
 
 
 @settings(max_examples=200)
+@example(minutes=10, announced=None, message=r.SET_VERSION_SENDING, announced_flag=True, started=r.iso(T))
 @given(minutes=st.integers(-10, 20), announced=st.sampled_from([None, OLD, NEW]),
        message=st.sampled_from([None, r.SET_VERSION_SENDING, "set-version sent (txhash A)", "x"]),
        announced_flag=st.sampled_from([None, False, True]),
@@ -118,6 +142,7 @@ def test_sent_again_only_when_the_answer_is_unknown_and_the_chain_did_not_show_i
         return
     assert announced != NEW                                    # never when the chain records it
     assert p.checkpoint and p.upgrade["current"]["message"] == r.SET_VERSION_SENDING
-    if announced_flag:                                         # on record as sent: only an unknown answer, expired
-        assert message == r.SET_VERSION_SENDING
+    if announced_flag:                                         # on record as sent: only an unknown answer, expired,
+        assert message == r.SET_VERSION_SENDING                # and the chain's record read and without it
         assert started is not None and now - r.parse_time(started) >= WINDOW
+        assert announced is not None

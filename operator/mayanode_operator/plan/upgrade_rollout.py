@@ -15,7 +15,7 @@ idempotent: `versionAnnounced` is written to status before it is sent (a checkpo
 never reached the record (the operator stopped in between, or the checkpoint's own answer was lost) may
 or may not have been sent: the chain decides. It is sent again only when the chain has not recorded
 the version `SET_VERSION_CONFIRM_TIMEOUT` after the checkpoint, as a pending IP announcement or mimir
-vote is.
+vote is, and never while the chain's record cannot be read (then it waits and says why).
 """
 
 from __future__ import annotations
@@ -667,6 +667,8 @@ def _change(inp: RolloutInputs, base: dict[str, Any], current: dict[str, Any], h
         waiting = _confirm_set_version(inp, base, current, to, renew)
         if waiting is not None:
             return waiting
+        if inp.announced_version is None:
+            return _set_version_unconfirmed(inp, base, current, to, renew)
     marked = {**current, "versionAnnounced": True, "message": SET_VERSION_SENDING, "stepStartedAt": iso(inp.now)}
     plan = _plan({**base, "current": marked}, "InProgress", actions=[*renew, Action("SendSetVersion")],
                  requeue=STEP_ADVANCE_REQUEUE)
@@ -702,6 +704,28 @@ def _renewal(inp: RolloutInputs, current: Mapping[str, Any]) -> list[Action]:
             inp.budget.new_state is None:
         return []
     return [Action("RenewBudget", budget=inp.budget.new_state)]
+
+
+def _set_version_unconfirmed(inp: RolloutInputs, base: dict[str, Any], current: dict[str, Any], to: str,
+                             renew: list[Action]) -> RolloutPlan:
+    """The confirmation window is over but the chain's record of this node's version cannot be read: whether the
+    first send reached the chain is unknown, so it is not sent again blind (as the external IP and mimir votes are
+    not). The step stays, and goes on as soon as the record can be read."""
+    since = current.get("stepStartedAt")
+    if inp.spec.node_address:
+        why, what = ("the node account could not be read (see NodeAPIReachable)",
+                     "waiting for it to be readable again")
+    else:
+        why, what = ("spec.nodeAddress is not set", "set spec.nodeAddress so the operator can read it")
+    message = (f"set-version for {to} was recorded as being sent at {since} but its answer never reached the record, "
+               f"and the chain's record of this node's version cannot be read: {why}; not sending it again without "
+               f"knowing whether the chain has it ({what})")
+    plan = _plan({**base, "current": current}, "InProgress", actions=list(renew),
+                 requeue=SET_VERSION_CONFIRM_REQUEUE)
+    plan.conditions = [Condition("UpgradeBlocked", "True", "SetVersionUnconfirmed", message),
+                       Condition("Upgrading", "True", str(S.SET_VERSION), message),
+                       Condition("Degraded", "False", "NotDegraded", "no failed upgrade")]
+    return plan
 
 
 def _wait_health(inp: RolloutInputs, base: dict[str, Any], current: dict[str, Any], history: list[dict[str, Any]],
