@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import datetime, timezone
 from types import SimpleNamespace
@@ -237,3 +238,35 @@ async def test_observe_only_writes_nothing():
 ])
 def test_rollout_group(body, group):
     assert rollout_group(body) == group
+
+
+HISTORY = [{"from": "1.110.0", "to": OLD, "startedAt": "2024-05-01T00:00:00Z", "finishedAt": "2024-05-01T00:10:00Z",
+            "result": "Succeeded", "message": f"mayanode and bifrost run {OLD}", "image": img(OLD)}]
+MANUAL = {"upgrade": {"strategy": "Manual", "gates": {"adoption": {"mode": "None"}}},
+          "nodeActions": [{"id": "approve-112", "action": "Upgrade"}]}
+
+
+def catching_up(ctx):
+    api = dataclasses.replace(ctx.observed.api, chain=ChainStatus(1000, True))
+    return dataclasses.replace(ctx, observed=dataclasses.replace(ctx.observed, api=api))
+
+
+async def test_an_approved_upgrade_called_off_before_any_change_keeps_its_approval():
+    """The sync gate closes while the approved upgrade waits for a slot: called off, and the approval is neither
+    recorded (least of all as the previous upgrade's Succeeded) nor used up; the upgrade starts again with it."""
+    facet, ctx, journal = make(MANUAL, {**current("AcquireBudget", requestId="approve-112"), "history": HISTORY})
+    outcome = await facet.reconcile(catching_up(ctx))
+    assert [e.reason for e in outcome.events] == ["UpgradeCancelled"] and journal == []
+    assert "approve-112" not in {rec["id"] for rec in outcome.status.get("nodeActions") or []}
+    facet, ctx, _ = make(MANUAL, outcome.status["upgrade"], node_actions=outcome.status.get("nodeActions"))
+    again = await facet.reconcile(ctx)
+    assert again.status["upgrade"]["current"]["requestId"] == "approve-112"
+    assert [e.reason for e in again.events] == ["UpgradeStarted"]
+
+
+async def test_an_approved_upgrade_is_recorded_with_its_own_result_when_it_ends():
+    facet, ctx, _ = make(MANUAL, {**current("SetVersion", requestId="approve-112", versionAnnounced=True),
+                                  "history": HISTORY}, maya=NEW, bif=NEW)
+    outcome = await facet.reconcile(ctx)
+    record = next(rec for rec in outcome.status["nodeActions"] if rec["id"] == "approve-112")
+    assert record["state"] == "Succeeded" and NEW in record["message"]

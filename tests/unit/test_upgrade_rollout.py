@@ -576,3 +576,31 @@ def test_the_end_of_a_flag_day_drops_any_slot_without_judging_a_canary():
                                  budget=r.BudgetDecision("held"), **both_new))
     assert plan.upgrade["history"][-1]["result"] == "Succeeded"
     assert [(x.kind, x.result) for x in plan.actions] == [("ReleaseBudget", None)]
+
+
+# ---- Upgrade node actions: used up only by an upgrade that ended ----------------------------------
+DONE_BEFORE = {"from": "1.110.0", "to": OLD, "startedAt": "a", "result": "Succeeded", "message": "earlier"}
+
+
+@pytest.mark.parametrize("entry,expected", [
+    (None, None),                                                         # called off before any change: pending
+    ({"to": NEW, "startedAt": "b", "result": "Succeeded", "message": "ok", "requestId": "go"}, ("go", "Succeeded", "ok")),
+    ({"to": NEW, "startedAt": "b", "result": "RolledBack", "message": "bad", "requestId": "go"}, ("go", "Failed", "bad")),
+    ({"to": NEW, "startedAt": "b", "result": "Failed", "message": "bad", "requestId": "go"}, ("go", "Failed", "bad")),
+    ({"to": NEW, "startedAt": "b", "result": "Succeeded", "message": "x", "requestId": "other"}, None),
+])
+def test_finished_request(entry, expected):
+    previous = {"current": {"to": NEW, "step": "AcquireBudget", "requestId": "go"}, "history": [DONE_BEFORE]}
+    upgrade = {"current": None, "history": [DONE_BEFORE, *([entry] if entry else [])]}
+    assert r.finished_request(previous, upgrade) == expected
+    assert r.finished_request(previous, {**upgrade, "current": previous["current"]}) is None     # still under way
+
+
+def test_an_approved_upgrade_called_off_leaves_no_history():
+    plan = r.plan_rollout(inputs(s=spec(upgrade={"strategy": "Manual"}), previous={
+        **current("AcquireBudget", requestId="go"), "history": [DONE_BEFORE]},
+        gates=[*PASS, GateOutcome.block("Sync", "CatchingUp", "x")]))
+    assert plan.upgrade["current"] is None and plan.upgrade["history"] == [DONE_BEFORE]
+    assert r.finished_request({**current("AcquireBudget", requestId="go"), "history": [DONE_BEFORE]},
+                              plan.upgrade) is None
+    assert r.pending_approval(spec(nodeActions=[{"id": "go", "action": "Upgrade"}]), plan.upgrade) == "go"

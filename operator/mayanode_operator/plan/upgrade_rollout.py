@@ -418,6 +418,24 @@ def pending_approval(spec: MayaNodeSpec, previous: Mapping[str, Any] | None,
     return None
 
 
+def finished_request(previous: Mapping[str, Any] | None, upgrade: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """The Upgrade node action this pass used up, as (id, state, message); None when none was.
+
+    A request is used up by the upgrade it started once that upgrade ends: its history entry carries the request
+    (Succeeded, or Failed for a rollback or a failure). An upgrade called off before any change (a gate closed
+    again, the target changed, a restore began) adds no history entry: the request stays pending and starts the
+    upgrade when the gates pass again."""
+    request = (((previous or {}).get("current")) or {}).get("requestId")
+    if not request or upgrade.get("current") is not None:
+        return None
+    history = list(upgrade.get("history") or [])
+    last = history[-1] if history else {}
+    if last.get("requestId") != request or last in list((previous or {}).get("history") or []):
+        return None
+    state = "Succeeded" if last.get("result") == "Succeeded" else "Failed"
+    return str(request), state, str(last.get("message") or "")[:500]
+
+
 def backup_name(node_name: str, version: str, churn_height: int | None) -> str:
     """Deterministic, so creating it twice is harmless; a new churn (new key shares) asks for a new one."""
     base = f"{node_name}-preupgrade-{version.replace('.', '-').replace('+', '-').lower()}"

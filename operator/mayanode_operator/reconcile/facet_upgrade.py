@@ -40,6 +40,7 @@ from ..plan.upgrade_rollout import (
     RolloutInputs,
     RolloutPlan,
     backup_name,
+    finished_request,
     flag_day_view,
     highest_height,
     iso,
@@ -316,14 +317,11 @@ class UpgradeFacet:
         """Upgrade requests are recorded in status.nodeActions once an upgrade used them (or had nothing to do)."""
         records = list(ctx.status.get("nodeActions") or [])
         changed = False
-        prev_current = previous.get("current") or {}
-        request = prev_current.get("requestId")
-        if request and plan.upgrade.get("current") is None:
-            last = (plan.upgrade.get("history") or [{}])[-1]
-            state = "Succeeded" if last.get("result") == "Succeeded" else (
-                "Failed" if last.get("requestId") == request else "Skipped")
+        finished = finished_request(previous, plan.upgrade)
+        if finished is not None:
+            request, state, message = finished
             records = upsert_record(records, {"id": request, "action": NodeActionType.UPGRADE.value, "state": state,
-                                              "at": iso(ctx.now), "message": (last.get("message") or "")[:500]})
+                                              "at": iso(ctx.now), "message": message})
             changed = True
         if approval and up_to_date and plan.upgrade.get("current") is None:
             records = upsert_record(records, {"id": approval, "action": NodeActionType.UPGRADE.value,
