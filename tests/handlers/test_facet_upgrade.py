@@ -270,3 +270,23 @@ async def test_an_approved_upgrade_is_recorded_with_its_own_result_when_it_ends(
     outcome = await facet.reconcile(ctx)
     record = next(rec for rec in outcome.status["nodeActions"] if rec["id"] == "approve-112")
     assert record["state"] == "Succeeded" and NEW in record["message"]
+
+
+async def test_upgrade_records_keep_the_other_records_when_the_node_actions_facet_wrote_none():
+    """The NodeActions facet failed in this pass (its key is missing from the new status): the list the upgrade
+    facet writes starts from the stored one, and a request stored as done is not taken for a pending approval."""
+    stored = [{"id": "pause-1", "action": "PauseChain", "state": "Succeeded", "at": "2024-06-01T11:00:00Z"},
+              {"id": "old-up", "action": "Upgrade", "state": "Skipped", "at": "2024-06-01T10:00:00Z"}]
+    facet, ctx, _ = make(MANUAL, {**current("SetVersion", requestId="approve-112", versionAnnounced=True),
+                                  "history": HISTORY}, maya=NEW, bif=NEW)
+    ctx = dataclasses.replace(ctx, previous_status={**ctx.previous_status, "nodeActions": stored},
+                              status={k: v for k, v in ctx.status.items() if k != "nodeActions"})
+    outcome = await facet.reconcile(ctx)
+    assert [rec["id"] for rec in outcome.status["nodeActions"]] == ["pause-1", "old-up", "approve-112"]
+
+    spec = {**MANUAL, "version": "1.113.0", "nodeActions": [{"id": "old-up", "action": "Upgrade"}]}
+    facet, ctx, journal = make(spec, {"history": HISTORY})
+    ctx = dataclasses.replace(ctx, previous_status={**ctx.previous_status, "nodeActions": stored},
+                              status={k: v for k, v in ctx.status.items() if k != "nodeActions"})
+    waiting = await facet.reconcile(ctx)
+    assert waiting.status["upgrade"]["gate"]["reason"] == "WaitingForApproval" and journal == []

@@ -158,7 +158,7 @@ class UpgradeFacet:
                                        lease_seconds=LEASE_SECONDS)
                 budget = BudgetDecision("held", new_state=renewed if renewed != lease.state else None)
 
-        done_ids = [r.get("id") for r in ctx.status.get("nodeActions") or [] if r.get("id")]
+        done_ids = [r.get("id") for r in _node_action_records_so_far(ctx) if r.get("id")]
         approval = pending_approval(spec, previous, done_ids)
         announced = (observed.api.account.version if observed.api.account else None) or \
             (ctx.status.get("node") or {}).get("version")
@@ -315,7 +315,7 @@ class UpgradeFacet:
     def _node_action_records(ctx: NodeContext, spec: Any, previous: Mapping[str, Any], plan: RolloutPlan,
                              approval: str | None, up_to_date: bool, target: str | None) -> list[dict] | None:
         """Upgrade requests are recorded in status.nodeActions once an upgrade used them (or had nothing to do)."""
-        records = list(ctx.status.get("nodeActions") or [])
+        records = _node_action_records_so_far(ctx)
         changed = False
         finished = finished_request(previous, plan.upgrade)
         if finished is not None:
@@ -329,6 +329,14 @@ class UpgradeFacet:
                                               "message": f"mayanode and bifrost already run {target}"})
             changed = True
         return records if changed else None
+
+
+def _node_action_records_so_far(ctx: NodeContext) -> list[dict[str, Any]]:
+    """status.nodeActions as the NodeActions facet left it in this pass; as stored when that facet wrote nothing (it
+    had nothing to do, or it failed): the list is written whole, so starting from nothing would drop its records."""
+    if "nodeActions" in ctx.status:
+        return list(ctx.status.get("nodeActions") or [])
+    return list(ctx.previous_status.get("nodeActions") or [])
 
 
 def record_finished_upgrades(ctx: NodeContext, previous: Mapping[str, Any], upgrade: Mapping[str, Any]) -> None:
