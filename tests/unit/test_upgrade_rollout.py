@@ -604,3 +604,17 @@ def test_an_approved_upgrade_called_off_leaves_no_history():
     assert r.finished_request({**current("AcquireBudget", requestId="go"), "history": [DONE_BEFORE]},
                               plan.upgrade) is None
     assert r.pending_approval(spec(nodeActions=[{"id": "go", "action": "Upgrade"}]), plan.upgrade) == "go"
+
+
+@pytest.mark.parametrize("height, status, halted, expected", [
+    (None, {"upgrade": {"lastHeight": 499}, "chain": {"height": 493}}, True, NEW),     # the old binary halted at 500
+    (None, {"chain": {"height": 493}}, False, OLD),                                    # only down, far from 500
+    (None, {"upgrade": {"current": {"flagDayHeight": 500}}, "chain": {"height": 493}}, False, NEW),   # under way
+    (480, {"upgrade": {"lastHeight": 499}}, False, OLD),     # 499 known, 500 not reached yet
+    (501, {"chain": {"height": 493}}, False, NEW),
+    (None, {}, False, OLD),
+])
+def test_the_status_target_is_the_upgrade_facets_target(height, status, halted, expected):
+    from mayanode_operator.plan.upgrade_rollout import status_target_version
+
+    assert status_target_version(FLAG, height, status, halted) == expected

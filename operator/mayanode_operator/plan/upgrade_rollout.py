@@ -334,6 +334,16 @@ def flag_day_view(spec: MayaNodeSpec, height: int | None, last_height: int | Non
                        upcoming.version if upcoming else None, effective, known)
 
 
+def status_target_version(spec: MayaNodeSpec, height: int | None, status: Mapping[str, Any], halted: bool) -> str | None:
+    """status.targetVersion: what the upgrade facet plans toward, from the same heights (this pass's, the last
+    ones on record, a flag-day upgrade under way), so that a halted old binary at a flag day does not show the old
+    version as the target."""
+    upgrade = status.get("upgrade") or {}
+    last_known = highest_height(upgrade.get("lastHeight"), (status.get("chain") or {}).get("height"))
+    return flag_day_view(spec, height, last_known, halted,
+                         in_flight=(upgrade.get("current") or {}).get("flagDayHeight")).target
+
+
 def keeps_last_height(spec: MayaNodeSpec, known: int | None, next_flag_day: tuple[int, str] | None,
                       in_flight: int | None) -> bool:
     """Whether status.upgrade.lastHeight is kept: near a flag day ahead (the old binary halts there and stops

@@ -21,6 +21,7 @@ from ..plan.conditions import Condition, merge_conditions, recovered
 from ..plan.events import EventSpec
 from ..plan.mayanode_status import StatusInputs, iso, plan_mayanode_status
 from ..plan.patches import merge_patch
+from ..plan.upgrade_rollout import mayanode_halted, status_target_version
 from .facet_order import FACETS
 from .facets import Facet, FacetOutcome, NodeContext, active_restore_for, failed_restore_holding
 from .queue import jittered
@@ -61,7 +62,8 @@ async def reconcile_mayanode(runtime: Runtime, namespace: str, name: str) -> flo
     inputs = StatusInputs(
         generation=meta.get("generation"),
         node_address=spec.node_address,
-        target_version=spec.target_version(observed.api.chain.height if observed.api.chain else None),
+        target_version=status_target_version(spec, observed.api.chain.height if observed.api.chain else None, status,
+                                             mayanode_halted(observed.mayanode, observed.api)),
         suspend=spec.suspend,
         rest_url=spec.rest_url(namespace),
         height_refresh_seconds=runtime.config.height_refresh_seconds,
