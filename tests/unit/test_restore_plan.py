@@ -252,3 +252,26 @@ def test_restore_halts_come_from_a_node_that_sees_the_network(target, peers, exp
     halts, source = plan.restore_halts(target, peers)
     assert halts == expected_halts
     assert (source_has in source) if source_has else source == ""
+
+
+# --------------------------------------------------------------------------------------------------
+# Several NodeRestores of one MayaNode, and a ScaleDown that scaled nothing
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("previous, current, down", [
+    (None, {"mayanode": 1, "bifrost": 1}, False),                    # failed before recording: nothing scaled
+    ({"mayanode": 1, "bifrost": 1}, {"mayanode": 1, "bifrost": 1}, False),   # the scale itself was refused
+    ({"mayanode": 1, "bifrost": 1}, {"mayanode": 1, "bifrost": 0}, True),    # bifrost went first
+    ({"mayanode": 0, "bifrost": 0}, {"mayanode": 0, "bifrost": 0}, False),   # down before the restore
+    ({"mayanode": 1, "bifrost": 1}, {"mayanode": None, "bifrost": 1}, True),  # unknown: assume scaled
+])
+def test_a_failed_scale_down_leaves_the_node_down_only_if_it_scaled_something(previous, current, down):
+    assert plan.scale_down_left_node_down(previous, current) is down
+
+
+def test_a_failed_scale_down_that_scaled_nothing_says_so_in_its_conditions():
+    status = done("VerifyBackup", "AcquireKeyLock", started="ScaleDown", previousReplicas={"mayanode": 1,
+                                                                                          "bifrost": 1})
+    new = plan.failed(status, "ScaleDown", NOW, "Forbidden", "no scale", "x", 1, nodeLeftDown=False)
+    conditions = {c.type: c for c in plan.conditions_for(new)}
+    assert new["nodeLeftDown"] is False and conditions["ScaledDown"].status == "False"
+    assert "nothing was changed" in plan.failure_event(new).message

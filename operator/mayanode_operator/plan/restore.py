@@ -112,6 +112,21 @@ def node_is_down(status: Mapping[str, Any]) -> bool:
     return step_record(status, SCALE_DOWN) is not None and not step_done(status, SCALE_UP)
 
 
+def scale_down_left_node_down(previous: Mapping[str, Any] | None, current: Mapping[str, int | None]) -> bool:
+    """A ScaleDown that failed: did it scale anything? `previous` is status.previousReplicas (recorded before the
+    first scale; absent: nothing was scaled), `current` the Deployments' spec.replicas now (None: not known). A
+    component that ran before and is at 0 now was scaled by this restore; an unknown one counts as scaled."""
+    if not previous:
+        return False
+    for component, before in previous.items():
+        if not before:
+            continue                       # already at 0 before the restore: not this restore's doing
+        now = current.get(component)
+        if now is None or int(now) == 0:
+            return True
+    return False
+
+
 # --------------------------------------------------------------------------------------------------
 # The decision
 # --------------------------------------------------------------------------------------------------
@@ -332,7 +347,8 @@ def conditions_for(status: Mapping[str, Any]) -> list[Condition]:
     else:
         out.append(Condition("Guarded", "Unknown", "NotYetGuarded",
                              "the old key must be proven silent (or the old node acknowledged destroyed)"))
-    if node_is_down(status):
+    down = bool(status.get("nodeLeftDown")) if phase == "Failed" else node_is_down(status)
+    if down:
         out.append(Condition("ScaledDown", "True", "NodeHeldDown" if phase == "Failed" else "Restoring",
                              "mayanode and bifrost are at 0 replicas" + (
                                  ": the restore failed, see nextAction" if phase == "Failed" else

@@ -341,7 +341,11 @@ async def note_transient(ctx: Ctx, step: str | None, message: str) -> None:
 
 
 async def fail(ctx: Ctx, step: str, reason: str, message: str, **extra: Any) -> None:
-    node_down = plan.node_is_down(ctx.status) or step in (plan.SCALE_DOWN,)
+    if step == plan.SCALE_DOWN and not plan.step_done(ctx.status, plan.SCALE_DOWN):
+        node_down = await scale_down_left_node_down(ctx)
+    else:
+        node_down = plan.node_is_down(ctx.status)
+    extra.setdefault("nodeLeftDown", node_down)
     spec = ctx.node_spec
     deployments = (spec.mayanode.deployment, spec.bifrost.deployment) if spec else ("mayanode", "bifrost")
     action = plan.next_action(step, namespace=ctx.namespace, restore=ctx.name, node=ctx.node_name, spec=ctx.spec,
@@ -351,6 +355,22 @@ async def fail(ctx: Ctx, step: str, reason: str, message: str, **extra: Any) -> 
     new = plan.failed(ctx.status, step, ctx.now, reason, message, action, ctx.generation, **extra)
     await ctx.save(new, [plan.failure_event(new)])
     ctx.runtime.queue.add((naming.MAYANODE_PLURAL, ctx.namespace, ctx.node_name))
+
+
+async def scale_down_left_node_down(ctx: Ctx) -> bool:
+    """ScaleDown failed: whether it had scaled anything, from the Deployments as they are now (unreadable: assume
+    it had, the message then says the node is left down)."""
+    spec = ctx.node_spec
+    if spec is None or not ctx.status.get("previousReplicas"):
+        return False
+    try:
+        bodies = await all_of(*(ctx.runtime.kube.get_deployment(ctx.namespace, d)
+                                for d in (spec.mayanode.deployment, spec.bifrost.deployment)))
+    except (*TRANSIENT, ApiException):
+        return True
+    current = {component: (None if body is None else int((body.get("spec") or {}).get("replicas", 1)))
+               for component, body in zip((MAYANODE, BIFROST), bodies)}
+    return plan.scale_down_left_node_down(ctx.status.get("previousReplicas"), current)
 
 
 async def run_decision(ctx: Ctx, decision: plan.Decision) -> float | None:

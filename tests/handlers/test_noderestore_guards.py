@@ -1,0 +1,141 @@
+"""NodeRestore safety against the sandbox, where the world moves under a restore: a second restore of the same node,
+the node scaled back up by someone while the guard waits, its files changed behind the restore's back, another node's
+identity on the target, and a scale-down refused before it scaled anything."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from mayanode_operator import chainkeys
+from mayanode_operator.api import naming
+from mayanode_operator.reconcile.facets import active_restore_for
+from mayanode_operator.reconcile.noderestore import reconcile_noderestore
+from mayanode_operator.sandbox import identity as ident
+
+from .backup_world import condition
+
+PEER = "hg-peer"
+MAYANODE_HOME, BIFROST_HOME = naming.DEFAULT_MAYANODE_SUBPATH, naming.DEFAULT_BIFROST_SUBPATH
+
+
+@pytest.fixture(scope="module")
+def peer(world):
+    return world.seed(PEER)
+
+
+def restore(world, namespace: str, name: str, peer, *, backup: tuple[str, str] | None = None, node: str | None = None,
+            **spec: Any) -> None:
+    guard = {"silentBlocks": 3, "rpc": [peer.rpc_url], **spec.pop("guard", {})}
+    backup_ns, backup_name = backup or (namespace, "full")
+    world.create(naming.NODERESTORE_PLURAL, {
+        "apiVersion": naming.API_VERSION, "kind": "NodeRestore", "metadata": {"name": name, "namespace": namespace},
+        "spec": {"backupRef": {"name": backup_name, "namespace": backup_ns}, "nodeRef": {"name": node or namespace},
+                 "doubleSignGuard": guard, **spec}})
+
+
+def status_of(world, namespace: str, name: str) -> dict[str, Any]:
+    return (world.get(naming.NODERESTORE_PLURAL, namespace, name) or {}).get("status") or {}
+
+
+def one_pass(world, namespace: str, name: str) -> dict[str, Any]:
+    delay = world.call(reconcile_noderestore(world.runtime, namespace, name))
+    world.call(asyncio.sleep(min(delay or 0.05, 0.3)))
+    return status_of(world, namespace, name)
+
+
+def drive(world, namespace: str, name: str, *, until: str | None = None, max_passes: int = 200) -> dict[str, Any]:
+    status: dict[str, Any] = {}
+    for _ in range(max_passes):
+        delay = world.call(reconcile_noderestore(world.runtime, namespace, name))
+        status = status_of(world, namespace, name)
+        if delay is None or status.get("phase") in ("Completed", "Failed") or (until and status.get("step") == until):
+            return status
+        world.call(asyncio.sleep(min(delay, 0.3)))
+    return status
+
+
+def replicas(world, namespace: str, deployment: str) -> int:
+    return int(world.call(world.runtime.kube.get_deployment(namespace, deployment))["spec"]["replicas"])
+
+
+def scale(world, namespace: str, deployment: str, n: int) -> None:
+    world.call(asyncio.to_thread(world.runtime.kube.apps.patch_namespaced_deployment_scale, deployment, namespace,
+                                 {"spec": {"replicas": n}}))
+
+
+def volume_key(world, namespace: str) -> str:
+    data = world.sandbox.kubelet.volume(namespace, naming.DEFAULT_MAYANODE_PVC).read(
+        f"{MAYANODE_HOME}/config/priv_validator_key.json")
+    return chainkeys.parse_priv_validator_key(data).pubkey_bech32
+
+
+def eventually(check, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def running(world, namespace: str) -> list[Any]:
+    return world.sandbox.mocknet.running_processes(namespace)
+
+
+def backed_up(world, node, *restore_namespaces: str) -> None:
+    """A MayaNode for a seeded node, and a Completed NodeBackup `full` of it (restorable in `restore_namespaces` too)."""
+    world.mayanode(node, backup={"afterChurn": False, "location": world.location()})
+    world.nodebackup(node.namespace, "full", node.namespace, restoreNamespaces=list(restore_namespaces))
+    assert world.drive(node.namespace, "full")["status"]["phase"] == "Completed"
+
+
+def empty_target(world, namespace: str, **seed: Any):
+    """A node with empty volumes at 0 replicas, and its MayaNode (no spec.nodeAddress: any backup may go onto it)."""
+    node = world.seed(namespace, with_keys=False, register=False, replicas=0, **seed)
+    world.create(naming.MAYANODE_PLURAL, {
+        "apiVersion": naming.API_VERSION, "kind": "MayaNode", "metadata": {"name": namespace, "namespace": namespace},
+        "spec": {"network": node.network, "api": {"rest": f"{world.sandbox.mocknet.url}/ns/{namespace}",
+                                                  "rpc": f"{world.sandbox.mocknet.url}/ns/{namespace}/rpc",
+                                                  "timeoutSeconds": 2}}})
+    return node
+
+
+# --------------------------------------------------------------------------------------------------
+# 4. A scale-down refused before it scaled anything
+# --------------------------------------------------------------------------------------------------
+def test_a_scale_down_refused_before_anything_was_scaled_does_not_say_the_node_is_left_down(world, peer):
+    from aiohttp import web
+
+    from mayanode_operator.sandbox.apiserver.handlers import request_info
+
+    node = world.seed("hg-d")
+    backed_up(world, node)
+
+    async def forbid_scaling(request, call_next):
+        info = request_info(request)
+        if (info.resource, info.subresource, info.namespace) == ("deployments", "scale", "hg-d") \
+                and info.verb in ("patch", "update"):
+            return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403,
+                                      "reason": "Forbidden", "message": "deployments.apps \"bifrost\" is forbidden: "
+                                      "cannot patch resource \"deployments/scale\""}, status=403)
+        return await call_next(request)
+
+    world.sandbox.api.add_request_hook(forbid_scaling)
+    try:
+        restore(world, "hg-d", "refused", peer)
+        status = drive(world, "hg-d", "refused")
+    finally:
+        world.sandbox.api.remove_request_hook(forbid_scaling)
+    assert status["phase"] == "Failed" and status["failedStep"] == "ScaleDown", status
+    assert status["message"].startswith("Forbidden:") and status["nodeLeftDown"] is False, status
+    assert replicas(world, "hg-d", "mayanode") == 1 and replicas(world, "hg-d", "bifrost") == 1
+    body = world.get(naming.NODERESTORE_PLURAL, "hg-d", "refused")
+    assert condition(body, "ScaledDown")["status"] == "False"
+    warning = [e for e in world.events("hg-d", "refused") if e["type"] == "Warning"]
+    assert warning and "LEFT SCALED DOWN" not in warning[-1]["message"] and "nothing was changed" in \
+        warning[-1]["message"]
+    assert "stays at 0 replicas" not in status["nextAction"]
