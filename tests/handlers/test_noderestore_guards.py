@@ -105,6 +105,54 @@ def empty_target(world, namespace: str, **seed: Any):
 
 
 # --------------------------------------------------------------------------------------------------
+# 3. Another node's identity on the target
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class Vault:
+    pub_key: str
+    membership: list
+
+
+def test_a_target_holding_another_identity_is_refused_unless_its_replacement_is_asked_for(world, peer):
+    source, target = world.seed("hg-i-a"), world.seed("hg-i-t")
+    vault = Vault("mayapub1hgsharedvault", [source.identity.secp256k1_pubkey, target.identity.secp256k1_pubkey])
+    share_name, source_share = ident.key_share_file(source.identity, vault)
+    _, target_share = ident.key_share_file(target.identity, vault)
+    kubelet = world.sandbox.kubelet
+    kubelet.volume("hg-i-a", naming.DEFAULT_BIFROST_PVC).write(f"{BIFROST_HOME}/{share_name}", source_share)
+    kubelet.volume("hg-i-t", naming.DEFAULT_BIFROST_PVC).write(f"{BIFROST_HOME}/{share_name}", target_share)
+    backed_up(world, source, "hg-i-t")
+    world.create(naming.MAYANODE_PLURAL, {       # no spec.nodeAddress: the node address check cannot tell
+        "apiVersion": naming.API_VERSION, "kind": "MayaNode", "metadata": {"name": "hg-i-t", "namespace": "hg-i-t"},
+        "spec": {"network": target.network, "api": {"rest": target.rest_url, "rpc": target.rpc_url,
+                                                    "timeoutSeconds": 2}}})
+    restore(world, "hg-i-t", "r", peer, backup=("hg-i-a", "full"))
+    status = drive(world, "hg-i-t", "r")
+    assert status["phase"] == "Failed" and status["failedStep"] == "VerifyBackup", status
+    assert status["message"].startswith("OtherIdentity:") and not status["nodeLeftDown"], status
+    assert target.identity.consensus_pubkey_bech32 in status["message"] and share_name in status["message"]
+    assert "replaceOtherIdentity" in status["message"]
+    assert condition(world.get(naming.NODERESTORE_PLURAL, "hg-i-t", "r"), "Verified")["reason"] == "OtherIdentity"
+    assert replicas(world, "hg-i-t", "mayanode") == 1
+    assert volume_key(world, "hg-i-t") == target.identity.consensus_pubkey_bech32
+    bifrost = kubelet.volume("hg-i-t", naming.DEFAULT_BIFROST_PVC)
+    assert bifrost.read(f"{BIFROST_HOME}/{share_name}") == target_share
+    assert world.pods("hg-i-t", f"{naming.GROUP}/restore=r") == []
+
+    # Asked for (and the source node stopped, so its key can fall silent): the share is moved aside, not overwritten.
+    scale(world, "hg-i-a", "bifrost", 0)
+    scale(world, "hg-i-a", "mayanode", 0)
+    world.patch_spec(naming.NODERESTORE_PLURAL, "hg-i-t", "r", {"replaceOtherIdentity": True})
+    status = drive(world, "hg-i-t", "r")
+    assert status["phase"] == "Completed", status
+    assert any(e["type"] == "Warning" and e["reason"] == "ReplacingOtherIdentity" for e in world.events("hg-i-t", "r"))
+    assert bifrost.read(f"{BIFROST_HOME}/{share_name}.replaced-r") == target_share
+    assert json.loads(bifrost.read(f"{BIFROST_HOME}/{share_name}"))["LocalPartyKey"] == \
+        source.identity.secp256k1_pubkey
+    assert volume_key(world, "hg-i-t") == source.identity.consensus_pubkey_bech32
+
+
+# --------------------------------------------------------------------------------------------------
 # 4. A scale-down refused before it scaled anything
 # --------------------------------------------------------------------------------------------------
 def test_a_scale_down_refused_before_anything_was_scaled_does_not_say_the_node_is_left_down(world, peer):

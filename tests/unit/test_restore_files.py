@@ -109,3 +109,32 @@ def test_key_shares_on_the_target():
     # Without a share in the backup nothing can be attributed: everything is kept and reported.
     assert rf.classify_key_shares({}, {"localstate-v3.json": share("someone")}, "r").unknown == ("localstate-v3.json",)
     assert rf.classify_key_shares(backup, {}, "r") == rf.SharePlan()
+
+
+def test_a_same_named_key_share_of_another_node_is_moved_aside_not_overwritten():
+    # Key shares are named after the vault: two members of one vault hold files of the same name.
+    backup = {"localstate-v1.json": share("me")}
+    result = rf.classify_key_shares(backup, {"localstate-v1.json": share("someone")}, "r1")
+    assert result.move_aside == (("localstate-v1.json", "localstate-v1.json.replaced-r1"),)
+    # The backup's own node, or a share that names no party: overwritten as before.
+    assert rf.classify_key_shares(backup, {"localstate-v1.json": share("me")}, "r1") == rf.SharePlan()
+    assert rf.classify_key_shares(backup, {"localstate-v1.json": share(None)}, "r1") == rf.SharePlan()
+
+
+def test_another_identity_on_the_target():
+    cons = WHO.consensus_pubkey_bech32
+    own_key = ident.priv_validator_key_json(WHO)
+    other = ident.NodeIdentity.from_seed("someone-else")
+    backup = {"localstate-v1.json": share("me")}
+    # An empty node, or the backup's own node: nothing to protect.
+    assert not rf.check_target_identity(cons, backup, None, {}).other
+    assert not rf.check_target_identity(cons, backup, own_key, {"localstate-v1.json": share("me")}).other
+    assert not rf.check_target_identity(cons, backup, own_key, {"localstate-v1.json": share(None)}).other
+    # Another consensus key, an unreadable key file, a same-named share of another party.
+    found = rf.check_target_identity(cons, backup, ident.priv_validator_key_json(other), {})
+    assert found.other and other.consensus_pubkey_bech32 in found.describe() and cons in found.describe()
+    assert rf.check_target_identity(cons, backup, b"{}", {}).other
+    shares = rf.check_target_identity(cons, backup, own_key, {"localstate-v1.json": share("someone")})
+    assert shares.other and "localstate-v1.json" in shares.describe() and "someone" in shares.describe()
+    assert len(rf.check_target_identity(cons, backup, ident.priv_validator_key_json(other),
+                                        {"localstate-v1.json": share("someone")}).found) == 2

@@ -129,6 +129,13 @@ class NodeRestoreSpec(SpecModel):
     timeouts: RestoreTimeouts = always(RestoreTimeouts, "Timeouts of the waiting steps.")
     force: bool = Field(False, description="Go ahead during network halts that the MayaNode's `haltPolicy.restore` "
                                            "would wait for. Never skips the double-sign guard.")
+    replace_other_identity: bool = Field(
+        False, description="Allow restoring onto a MayaNode whose volumes hold another node's identity: a "
+                           "`priv_validator_key.json` with another consensus key (or one that cannot be read), or TSS "
+                           "key shares of another node under the backup's file names. Without it such a restore fails "
+                           "at VerifyBackup and changes nothing. With it, that node's key files are overwritten (back "
+                           "it up first) and its key shares are moved aside to `<name>.replaced-<restore>`. Not needed "
+                           "for an empty node, nor for the node the backup was taken of.")
 
 
 class RestorePhase(StrEnum):

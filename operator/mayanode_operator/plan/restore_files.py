@@ -8,7 +8,10 @@
 - `classify_key_shares`: `localstate-*.json` already on the target that are not in the backup. A share of the same
   node (same `LocalPartyKey` as the backup's shares) is newer than the backup and is kept; a share of another node is
   moved aside to `<name>.replaced-<restore>` (never deleted: key shares cannot be made again); a share that cannot be
-  attributed is kept and reported.
+  attributed is kept and reported. A share of another node under one of the backup's names (they are named after the
+  vault, so nodes of one vault use the same names) is moved aside too before the backup's is written.
+- `check_target_identity`: whether the target's volumes hold another node's identity (another consensus key, or a
+  same-named key share of another node): a restore then replaces it only when asked to.
 """
 
 from __future__ import annotations
@@ -216,6 +219,8 @@ def classify_key_shares(backup_shares: Mapping[str, bytes], target_shares: Mappi
     keep, aside, unknown = [], [], []
     for path in sorted(target_shares):
         if path in backup_shares:
+            if _other_party(backup_shares[path], target_shares[path]):
+                aside.append((path, f"{path}.replaced-{restore_name}"))      # not overwritten: moved aside first
             continue
         key = party_key(target_shares[path])
         if key and own and key in own:
@@ -225,3 +230,49 @@ def classify_key_shares(backup_shares: Mapping[str, bytes], target_shares: Mappi
         else:
             unknown.append(path)
     return SharePlan(tuple(keep), tuple(aside), tuple(unknown))
+
+
+def _other_party(backup_share: bytes, target_share: bytes) -> str | None:
+    """The target's share's party, when both shares name their party and they differ (None otherwise)."""
+    ours, theirs = party_key(backup_share), party_key(target_share)
+    return theirs if ours and theirs and ours != theirs else None
+
+
+# --------------------------------------------------------------------------------------------------
+# Another node's identity on the target
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class IdentityCheck:
+    """What the target's volumes hold, compared with the backup (public facts only: keys are named by their public
+    half). `found` lists what belongs to another node; empty: an empty node, or the backup's own node."""
+
+    found: tuple[str, ...] = ()
+
+    @property
+    def other(self) -> bool:
+        return bool(self.found)
+
+    def describe(self) -> str:
+        return "; ".join(self.found)
+
+
+def check_target_identity(backup_cons_pub_key: str, backup_shares: Mapping[str, bytes], target_key: bytes | None,
+                          target_shares: Mapping[str, bytes]) -> IdentityCheck:
+    """`target_key`: the target's config/priv_validator_key.json (None: absent); `target_shares`: its key shares under
+    the backup's names (absent ones left out)."""
+    found = []
+    if target_key is not None:
+        try:
+            cons: str | None = chainkeys.parse_priv_validator_key(target_key).pubkey_bech32
+        except chainkeys.ChainKeyError:
+            cons = None
+        if cons is None:
+            found.append(f"its {CONSENSUS_KEY_PATH} cannot be read as a consensus key (it may be another node's)")
+        elif cons != backup_cons_pub_key:
+            found.append(f"its {CONSENSUS_KEY_PATH} holds consensus key {cons}, the backup's is {backup_cons_pub_key}")
+    for path in sorted(target_shares):
+        other = _other_party(backup_shares[path], target_shares[path]) if path in backup_shares else None
+        if other:
+            found.append(f"its key share {path} belongs to party {other}, not the backup's "
+                         f"{party_key(backup_shares[path])}")
+    return IdentityCheck(tuple(found))

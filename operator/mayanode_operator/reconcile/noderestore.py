@@ -33,6 +33,7 @@ from ..adapters.volumes import (
     HELPER_CONTAINER,
     DirEntry,
     FileEntry,
+    NodeVolumes,
     VolumeError,
     VolumeSession,
     helper_pod_body,
@@ -48,14 +49,24 @@ from ..backup.stores import StoreError, StoreReason
 from ..observe.nodeapi import EndpointFailure, NodeApi, fetch_json, parse_rpc_status
 from ..plan import restore as plan
 from ..plan import restore_guard as guard
-from ..plan.backup_items import BIFROST, KEY_SHARE_GLOB, MAYANODE, SIGN_STATE_PATH, VolumeTarget, volume_targets
+from ..plan.backup_items import (
+    BIFROST,
+    CONSENSUS_KEY_PATH,
+    KEY_SHARE_GLOB,
+    MAYANODE,
+    SIGN_STATE_PATH,
+    VolumeTarget,
+    volume_targets,
+)
 from ..plan.conditions import merge_conditions
 from ..plan.events import EventSpec
 from ..plan.halt_policy import blocking_halt, waiting_message
 from ..plan.patches import merge_patch
 from ..plan.restore_files import (
+    BackupFacts,
     SecretRef,
     check_backup,
+    check_target_identity,
     classify_key_shares,
     write_plan,
 )
@@ -783,6 +794,19 @@ async def step_verify(ctx: Ctx, resume: bool) -> None:
                              "--guard-rpc), or acknowledge the old node destroyed")
     if ctx.spec.double_sign_guard.old_node is not None:
         await check_old_node(ctx)
+    identity = await target_identity(ctx, items, facts)
+    message = check.message
+    if identity.other:
+        if not ctx.spec.replace_other_identity:
+            raise StepFailed("OtherIdentity",
+                             f"MayaNode {ctx.target_key} holds another node's identity ({identity.describe()}): "
+                             f"restoring would overwrite it. If that node's keys are not needed any more (back them "
+                             f"up first: a NodeBackup of this MayaNode), set spec.replaceOtherIdentity: true")
+        message += f"; replacing another identity (spec.replaceOtherIdentity): {identity.describe()}"
+        ctx.emit([EventSpec("Warning", "ReplacingOtherIdentity",
+                            f"MayaNode {ctx.target_key} holds another node's identity ({identity.describe()}); "
+                            f"spec.replaceOtherIdentity is true: its key files are overwritten, its key shares with "
+                            f"the backup's names moved aside")])
     sha = (((await get_backup_body(ctx)).get("status") or {}).get("archive") or {}).get("sha256")
     state = facts.sign_state
     backup = {"name": ctx.spec.backup_ref.name, "namespace": ctx.spec.backup_ref.resolved_namespace(ctx.namespace),
@@ -792,8 +816,41 @@ async def step_verify(ctx: Ctx, resume: bool) -> None:
     g = guard_status(ctx, consensusPubKey=facts.cons_pub_key, validatorAddress=facts.validator_address,
                      rpc=source.url if source else None)
     inputs = [{"source": guard.BACKUP, "height": state.height, "round": state.round, "step": state.step}] if state else []
-    await complete(ctx, plan.VERIFY, check.message, backup={k: v for k, v in backup.items() if v is not None},
+    await complete(ctx, plan.VERIFY, message, backup={k: v for k, v in backup.items() if v is not None},
                    guard=g, signStateInputs=inputs)
+
+
+async def target_identity(ctx: Ctx, items: Sequence[BackupItem], facts: BackupFacts) -> Any:
+    """What identity the target's volumes hold (plan/restore_files.check_target_identity), read before anything is
+    changed: its consensus key, and its key shares under the backup's names."""
+    assert ctx.node_spec is not None
+    homes = targets(ctx.node_spec)
+    shares = {i.path: i.data for i in items if i.component == BIFROST and i.path in facts.key_shares}
+
+    async def no_files() -> dict[str, FileEntry]:
+        return {}
+    mayanode, bifrost = await all_of(read_home(ctx, homes[MAYANODE], [CONSENSUS_KEY_PATH]),
+                                     read_home(ctx, homes[BIFROST], sorted(shares)) if shares else no_files())
+    key = mayanode.get(CONSENSUS_KEY_PATH)
+    return check_target_identity(facts.cons_pub_key, shares, key.data if key else None,
+                                 {p: f.data for p, f in bifrost.items()})
+
+
+async def read_home(ctx: Ctx, target: VolumeTarget, relatives: Sequence[str]) -> dict[str, FileEntry]:
+    """Those of `relatives` that exist in a component's home, before the node is touched: through its running
+    container (as a backup reads them), else through a helper pod of this restore on its PVC (on the Kubernetes node
+    of a pod of the Deployment that holds the volume, if any), deleted right after."""
+    volumes = NodeVolumes(ctx.runtime.kube, ctx.exec_port)
+    pod = await volumes.running_pod(ctx.namespace, target)
+    if pod is not None:
+        session = VolumeSession(ctx.exec_port, ctx.namespace, target, pod, target.container, target.home, "container")
+        return await session.read_present(list(relatives))
+    name = await helper(ctx, ctx.namespace, target,
+                        node_name=await deployment_node(ctx, ctx.namespace, target.deployment))
+    try:
+        return await PvcFiles(ctx, ctx.namespace, target, name).read_present(relatives)
+    finally:
+        await asyncio.shield(delete_pod(ctx, ctx.namespace, name))
 
 
 async def step_lock(ctx: Ctx, resume: bool) -> None:
@@ -880,9 +937,10 @@ async def step_write(ctx: Ctx, resume: bool) -> None:
     await mayanode.write(entries(wp.mayanode), dirs[MAYANODE])
     present = await bifrost.top_level(KEY_SHARE_GLOB)
     backup_shares = {w.path: by_name[w.item].data for w in wp.bifrost if w.path.startswith("localstate-")}
-    others = [p for p in sorted(present) if p not in backup_shares]
-    share_plan = classify_key_shares(backup_shares, {p: f.data for p, f in (await bifrost.read(others)).items()},
-                                     ctx.name) if others else None
+    # Every share there: those of other nodes are moved aside, also under one of the backup's names (a vault's).
+    share_plan = classify_key_shares(backup_shares, {p: f.data for p, f in
+                                                     (await bifrost.read(sorted(present))).items()},
+                                     ctx.name) if present else None
     if share_plan and share_plan.move_aside:
         originals = await bifrost.read([a for a, _ in share_plan.move_aside])
         await bifrost.write([FileEntry(b, originals[a].data, originals[a].mode, originals[a].uid, originals[a].gid,
@@ -1089,7 +1147,12 @@ async def pods_gone_within(ctx: Ctx, namespace: str, selectors: Sequence[Mapping
 
 async def mounting_node(ctx: Ctx, namespace: str, spec: MayaNodeSpec) -> str | None:
     """The Kubernetes node where the mayanode pod runs (None once it is gone: the scheduler picks one)."""
-    for pod in await Workloads(ctx.runtime.kube).running_pods(namespace, spec.mayanode.deployment):
+    return await deployment_node(ctx, namespace, spec.mayanode.deployment)
+
+
+async def deployment_node(ctx: Ctx, namespace: str, deployment: str) -> str | None:
+    """The Kubernetes node where a pod of `deployment` runs (None when none does: the scheduler picks one)."""
+    for pod in await Workloads(ctx.runtime.kube).running_pods(namespace, deployment):
         node = (pod.get("spec") or {}).get("nodeName")
         if node and not (pod.get("metadata") or {}).get("deletionTimestamp"):
             return str(node)
