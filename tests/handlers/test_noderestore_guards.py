@@ -105,6 +105,70 @@ def empty_target(world, namespace: str, **seed: Any):
 
 
 # --------------------------------------------------------------------------------------------------
+# 1. Two NodeRestores of one MayaNode
+# --------------------------------------------------------------------------------------------------
+def test_a_second_restore_of_the_same_node_waits_until_the_first_has_finished(world, peer):
+    """r1 (node A's backup) waits for A's key to fall silent; r2 (node B's backup, same target) must not write B's
+    keys meanwhile, or r1's guard, proven for A's key, would start the node with B's key while B runs."""
+    a, b = world.seed("hg-c-a"), world.seed("hg-c-b")
+    for node in (a, b):
+        backed_up(world, node, "hg-c-t")
+    empty_target(world, "hg-c-t")
+    restore(world, "hg-c-t", "r1", peer, backup=("hg-c-a", "full"))
+    restore(world, "hg-c-t", "r2", peer, backup=("hg-c-b", "full"))
+    assert drive(world, "hg-c-t", "r1", until="WaitKeySilent")["step"] == "WaitKeySilent"   # A still runs
+
+    for _ in range(4):
+        second = one_pass(world, "hg-c-t", "r2")
+    assert second["phase"] == "Pending" and not second.get("steps"), second
+    assert "NodeRestore r1" in second["message"] and "nothing was touched" in second["message"]
+    assert any(e["reason"] == "WaitingForRestore" and "r1" in e["message"] for e in world.events("hg-c-t", "r2"))
+    assert volume_key(world, "hg-c-t") == a.identity.consensus_pubkey_bech32          # r1's files, untouched
+    restores = world.call(world.runtime.kube.list_custom(naming.NODERESTORE_PLURAL, "hg-c-t"))
+    assert active_restore_for("hg-c-t", restores) == "r1"                           # the MayaNode agrees
+
+    scale(world, "hg-c-a", "bifrost", 0)
+    scale(world, "hg-c-a", "mayanode", 0)
+    first = drive(world, "hg-c-t", "r1")
+    assert first["phase"] == "Completed" and first["guard"]["method"] == "Silent", first
+    assert [p.validator_address for p in running(world, "hg-c-t")] == [a.identity.validator_address]
+
+    # r1 has finished: r2 goes on, finds A's identity on the node and refuses to overwrite it (B still runs).
+    second = drive(world, "hg-c-t", "r2")
+    assert second["phase"] == "Failed" and second["failedStep"] == "VerifyBackup", second
+    assert second["message"].startswith("OtherIdentity:") and not second["nodeLeftDown"]
+    assert replicas(world, "hg-c-t", "mayanode") == 1 and volume_key(world, "hg-c-t") == a.identity.consensus_pubkey_bech32
+    assert not world.sandbox.mocknet.double_signs
+
+
+# --------------------------------------------------------------------------------------------------
+# 2. The node scaled back up by someone while the guard waits
+# --------------------------------------------------------------------------------------------------
+def test_a_consensus_key_changed_on_the_volume_before_the_sign_state_fails_with_the_node_held_down(world, peer):
+    """The guard proved one key silent; if the node's volume holds another one when the sign state is to be written,
+    the node must not start: it stays down, and says why."""
+    node = world.seed("hg-k")
+    backed_up(world, node)
+    account = world.sandbox.mocknet.node(node.node_address)
+    world.call(asyncio.to_thread(lambda: setattr(account, "virtual", True)))
+    try:
+        restore(world, "hg-k", "swapped", peer)
+        assert drive(world, "hg-k", "swapped", until="WaitKeySilent")["step"] == "WaitKeySilent"
+        other = ident.NodeIdentity.from_seed("hg-k-someone-else")
+        world.sandbox.kubelet.volume("hg-k", naming.DEFAULT_MAYANODE_PVC).write(
+            f"{MAYANODE_HOME}/config/priv_validator_key.json", ident.priv_validator_key_json(other))
+    finally:
+        world.call(asyncio.to_thread(lambda: setattr(account, "virtual", False)))
+    status = drive(world, "hg-k", "swapped")
+    assert status["phase"] == "Failed" and status["failedStep"] == "WriteSignState", status
+    assert status["message"].startswith("ConsensusKeyChanged:") and other.consensus_pubkey_bech32 in status["message"]
+    assert status["nodeLeftDown"] and "0 replicas" in status["nextAction"]
+    body = world.get(naming.NODERESTORE_PLURAL, "hg-k", "swapped")
+    assert condition(body, "ScaledDown")["reason"] == "NodeHeldDown"
+    assert replicas(world, "hg-k", "mayanode") == 0 and not running(world, "hg-k")
+
+
+# --------------------------------------------------------------------------------------------------
 # 3. Another node's identity on the target
 # --------------------------------------------------------------------------------------------------
 @dataclass

@@ -123,3 +123,10 @@ def test_may_start_with_key():
     assert g.may_start_with_key("a/old", g.LeaseView(True, "a/old"), {"a/old"}) == (True, None)
     assert g.may_start_with_key("a/old", g.LeaseView(True, "b/new"), {"b/new"}) == (False, "b/new")
     assert g.may_start_with_key("a/old", g.LeaseView(True, "b/new"), set()) == (True, None)
+
+
+def test_the_key_on_the_volume_must_be_the_guarded_one():
+    assert g.volume_key_problem("mayacpub1a", "mayacpub1a") is None
+    assert "mayacpub1b" in g.volume_key_problem("mayacpub1a", "mayacpub1b")
+    assert "no readable consensus key" in g.volume_key_problem("mayacpub1a", None)
+    assert g.volume_key_problem(None, "mayacpub1a") is not None

@@ -257,6 +257,61 @@ def test_restore_halts_come_from_a_node_that_sees_the_network(target, peers, exp
 # --------------------------------------------------------------------------------------------------
 # Several NodeRestores of one MayaNode, and a ScaleDown that scaled nothing
 # --------------------------------------------------------------------------------------------------
+def _restore(name: str, created: str, *, node: str = "n", phase: str | None = None, engaged: bool = False,
+             deleting: bool = False) -> dict:
+    meta = {"name": name, "creationTimestamp": created, **({"deletionTimestamp": created} if deleting else {})}
+    status = {**({"phase": phase} if phase else {}),
+              **({"steps": [{"name": "ScaleDown", "startedAt": "2024-06-01T11:00:00.000000Z"}]} if engaged else {})}
+    return {"metadata": meta, "spec": {"nodeRef": {"name": node}}, "status": status}
+
+
+@pytest.mark.parametrize("restores, expected", [
+    ([], None),
+    ([_restore("r1", "2024-06-01T10:00:00Z", node="other", phase="Writing")], None),
+    ([_restore("r1", "2024-06-01T10:00:00Z", phase="Completed"), _restore("r2", "2024-06-01T11:00:00Z",
+                                                                          phase="Failed")], None),
+    # The oldest unfinished one, whatever the order listed.
+    ([_restore("r2", "2024-06-01T11:00:00Z", phase="Verifying"), _restore("r1", "2024-06-01T10:00:00Z")], "r1"),
+    # Created in the same second: by name, so every reader agrees.
+    ([_restore("rb", "2024-06-01T10:00:00Z", phase="Pending"), _restore("ra", "2024-06-01T10:00:00Z")], "ra"),
+    # One that already changes the node goes first, even if younger (it cannot step back).
+    ([_restore("ra", "2024-06-01T10:00:00Z"), _restore("rb", "2024-06-01T10:00:00Z", phase="ScalingDown",
+                                                       engaged=True)], "rb"),
+    # Finished ones and one deleted before it started do not count.
+    ([_restore("r0", "2024-06-01T09:00:00Z", phase="Failed", engaged=True),
+      _restore("r1", "2024-06-01T10:00:00Z", deleting=True), _restore("r2", "2024-06-01T11:00:00Z")], "r2"),
+])
+def test_which_restore_of_a_node_goes_first(restores, expected):
+    from mayanode_operator.reconcile.facets import active_restore_for
+    assert plan.active_restore("n", restores) == expected
+    assert active_restore_for("n", restores) == expected              # the MayaNode's reconcile agrees
+    for restore in restores:
+        name = restore["metadata"]["name"]
+        assert plan.restore_ahead(name, "n", restores) == (None if expected in (None, name) else expected)
+
+
+def test_a_restore_waits_for_the_one_ahead_before_touching_the_node():
+    for status in ({"phase": "Pending", "observedGeneration": 1}, done(), done("VerifyBackup", "AcquireKeyLock"),
+                   done(started="VerifyBackup")):
+        d = decide(status, ahead="r1")
+        assert (d.action, d.reason) == (plan.Action.WAIT_RESTORE, "WaitingForRestore"), status
+        assert "NodeRestore r1" in d.message
+    assert decide({}, ahead="r1").action == plan.Action.ACCEPT        # accepting touches nothing
+    # One that already changes the node (both did: created in the same second) stops, and says why.
+    engaged = decide(done(*ORDER[:3], started="WriteFiles"), ahead="r1")
+    assert (engaged.action, engaged.reason, engaged.step) == (plan.Action.FAIL, "ConcurrentRestore", "WriteFiles")
+    assert decide(done(*ORDER[:3]), ahead=None).step == "WriteFiles"
+
+
+def test_a_failed_restore_does_not_resume_while_another_restore_of_its_node_runs():
+    failed = {**done(*ORDER[:5], started="WaitKeySilent"), "phase": "Failed", "failedStep": "WaitKeySilent",
+              "nodeLeftDown": True, "observedGeneration": 1}
+    held = decide(failed, generation=2, ahead="r2")
+    assert held.action == plan.Action.WAIT_RESTORE and "r2" in held.message
+    assert decide(failed, generation=2).action == plan.Action.REARM
+    assert decide(failed, ahead="r2").action == plan.Action.IDLE     # no spec change: nothing to do anyway
+
+
 @pytest.mark.parametrize("previous, current, down", [
     (None, {"mayanode": 1, "bifrost": 1}, False),                    # failed before recording: nothing scaled
     ({"mayanode": 1, "bifrost": 1}, {"mayanode": 1, "bifrost": 1}, False),   # the scale itself was refused

@@ -128,11 +128,56 @@ def scale_down_left_node_down(previous: Mapping[str, Any] | None, current: Mappi
 
 
 # --------------------------------------------------------------------------------------------------
+# Several NodeRestores of one MayaNode: one at a time touches it
+# --------------------------------------------------------------------------------------------------
+def restore_engaged(status: Mapping[str, Any]) -> bool:
+    """The restore has started changing its node (ScaleDown recorded): it cannot step back."""
+    return step_record(status, SCALE_DOWN) is not None
+
+
+def restore_precedence(restore: Mapping[str, Any]) -> tuple[int, str, str]:
+    """Which of several unfinished NodeRestores of one MayaNode goes first: one that already changes the node, then
+    the oldest (creationTimestamp), then by name (two created in the same second) — the same answer wherever it is
+    computed (the restores themselves, the MayaNode's reconcile)."""
+    meta = restore.get("metadata") or {}
+    return (0 if restore_engaged(restore.get("status") or {}) else 1, str(meta.get("creationTimestamp") or ""),
+            str(meta.get("name") or ""))
+
+
+def unfinished_restores(node_name: str, restores: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The NodeRestores of MayaNode `node_name` that have not finished, the one that goes first first. One deleted
+    before it started does not count (it will never act)."""
+    out = []
+    for restore in restores:
+        meta, spec, status = restore.get("metadata") or {}, restore.get("spec") or {}, restore.get("status") or {}
+        if (spec.get("nodeRef") or {}).get("name") != node_name or status.get("phase") in FINISHED:
+            continue
+        if meta.get("deletionTimestamp") and not status.get("phase"):
+            continue
+        out.append(restore)
+    return sorted(out, key=restore_precedence)
+
+
+def active_restore(node_name: str, restores: Sequence[Mapping[str, Any]]) -> str | None:
+    """The NodeRestore that controls the node's workloads now (the first unfinished one), if any."""
+    unfinished = unfinished_restores(node_name, restores)
+    return str((unfinished[0].get("metadata") or {}).get("name")) if unfinished else None
+
+
+def restore_ahead(name: str, node_name: str, restores: Sequence[Mapping[str, Any]]) -> str | None:
+    """Another NodeRestore of the same MayaNode that goes before `name` (None: `name` goes first, or no other has
+    unfinished business with the node). For a finished `name` (a Failed one asked to resume): any unfinished one."""
+    active = active_restore(node_name, restores)
+    return active if active is not None and active != name else None
+
+
+# --------------------------------------------------------------------------------------------------
 # The decision
 # --------------------------------------------------------------------------------------------------
 class Action(StrEnum):
     ACCEPT = "Accept"              # first sight: phase Pending
     WAIT_HALT = "WaitHalt"         # a halt the node's haltPolicy.restore names holds it back (before anything)
+    WAIT_RESTORE = "WaitRestore"   # another NodeRestore of the same MayaNode goes first (before anything)
     STEP = "Step"                  # run (or resume) `step`
     COMPLETE = "Complete"          # every step is done
     FAIL = "Fail"                  # cannot go on (spec invalid, node gone)
@@ -150,6 +195,7 @@ class RestoreInputs:
     halt: str | None = None            # what holds the restore back (None: go ahead)
     node_found: bool = True
     spec_error: str | None = None
+    ahead: str | None = None           # another NodeRestore of the same MayaNode that goes first (restore_ahead)
 
 
 @dataclass(frozen=True)
@@ -169,6 +215,13 @@ def decide(inputs: RestoreInputs) -> Decision:
     if phase == "Failed":
         if inputs.generation is not None and inputs.generation != status.get("observedGeneration") \
                 and inputs.spec is not None:
+            if inputs.ahead:
+                # Resumed, it would change the node under the other restore's hands: it stays Failed until that one
+                # has finished.
+                return Decision(Action.WAIT_RESTORE, step=status.get("failedStep"), reason="WaitingForRestore",
+                                message=f"the spec changed after the failure, but NodeRestore {inputs.ahead} of the "
+                                        f"same MayaNode has not finished: this one resumes at "
+                                        f"{status.get('failedStep')} only after it")
             return Decision(Action.REARM, reason="SpecChanged",
                             message=f"the spec changed after the failure: resuming at {status.get('failedStep')}")
         return Decision(Action.IDLE, reason="Failed", message=str(status.get("message") or ""))
@@ -188,6 +241,16 @@ def decide(inputs: RestoreInputs) -> Decision:
     if not inputs.node_found:
         return Decision(Action.FAIL, step=step, reason="NodeNotFound",
                         message="the MayaNode named in spec.nodeRef does not exist")
+    if inputs.ahead:
+        if not restore_engaged(status):
+            return Decision(Action.WAIT_RESTORE, step=step, reason="WaitingForRestore",
+                            message=f"waiting for NodeRestore {inputs.ahead} of the same MayaNode to finish: one "
+                                    f"restore at a time changes a node (nothing was touched yet)")
+        # Both changed the node (created in the same second, or before restores waited for each other): the one that
+        # goes first carries on, this one stops touching it.
+        return Decision(Action.FAIL, step=step, reason="ConcurrentRestore",
+                        message=f"NodeRestore {inputs.ahead} of the same MayaNode is restoring it too and goes first: "
+                                f"this one stopped at {step} and changes nothing more")
     if step == VERIFY and not started and inputs.halt:
         return Decision(Action.WAIT_HALT, step=step, reason="WaitingForHalt", message=inputs.halt)
     return Decision(Action.STEP, step=step, resume=started, reason="Next", message=step)

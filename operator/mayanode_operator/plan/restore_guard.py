@@ -55,6 +55,17 @@ def high_water_mark(inputs: Mapping[str, SignState | None]) -> HighWaterMark:
     return best or HighWaterMark(SignState(0, 0, 0), BACKUP)
 
 
+def volume_key_problem(guarded: str | None, on_volume: str | None) -> str | None:
+    """Why the node must not start with the key on its volume (None: it is the one whose guard passed)."""
+    if not guarded:
+        return "no consensus key was recorded by the guard"
+    if on_volume == guarded:
+        return None
+    found = f"consensus key {on_volume}" if on_volume else "no readable consensus key"
+    return (f"the node's volume holds {found}, not {guarded} whose double-sign guard passed: something else wrote the "
+            f"node's files since (another NodeRestore, or a hand-made change)")
+
+
 # --------------------------------------------------------------------------------------------------
 # Silence of the consensus key on chain
 # --------------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from ..api.models import MayaNodeSpec
 from ..observe.snapshot import MayaNodeObservation
 from ..plan.conditions import Condition
 from ..plan.events import EventSpec
+from ..plan.restore import active_restore
 from .runtime import Runtime
 
 
@@ -73,15 +74,9 @@ class Facet(Protocol):
 
 
 def active_restore_for(node_name: str, restores: Sequence[Mapping[str, Any]]) -> str | None:
-    """The NodeRestore that currently controls this node's workloads, if any."""
-    finished = {"Completed", "Failed"}
-    for restore in sorted(restores, key=lambda r: (r.get("metadata") or {}).get("creationTimestamp") or ""):
-        spec, status = restore.get("spec") or {}, restore.get("status") or {}
-        if (spec.get("nodeRef") or {}).get("name") == node_name and status.get("phase") not in finished:
-            if (restore.get("metadata") or {}).get("deletionTimestamp") and not status.get("phase"):
-                continue
-            return str((restore.get("metadata") or {}).get("name"))
-    return None
+    """The NodeRestore that currently controls this node's workloads, if any: the one that goes first among the
+    unfinished ones, by the rule the restores themselves wait by (plan/restore.py `active_restore`)."""
+    return active_restore(node_name, restores)
 
 
 def failed_restore_holding(node_name: str, restores: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:

@@ -255,12 +255,26 @@ async def load(runtime: Runtime, namespace: str, name: str) -> tuple[Ctx, plan.R
             node_spec.external_ip and node_spec.external_ip.announce)
         halt_text = await restore_halt(runtime, spec, node_spec, node_body or {}, status)
     generation = (body.get("metadata") or {}).get("generation")
+    ahead = await restore_ahead(runtime, body, spec, status, generation)
     ctx = Ctx(runtime, body, namespace, name, spec, node_body, node_spec, status, generation, announce,
               KubernetesExec(runtime.kube.api_client))
     inputs = plan.RestoreInputs(spec=spec, status=status, generation=generation, now=runtime.now(),
                                 announce=announce, halt=halt_text, node_found=node_body is not None,
-                                spec_error=spec_error)
+                                spec_error=spec_error, ahead=ahead)
     return ctx, inputs
+
+
+async def restore_ahead(runtime: Runtime, body: Mapping[str, Any], spec: NodeRestoreSpec | None,
+                        status: Mapping[str, Any], generation: int | None) -> str | None:
+    """Another NodeRestore of the same MayaNode that goes first (plan.restore_ahead), from one LIST of the
+    namespace's NodeRestores with this one as just read. Not looked up when nothing could act on the answer."""
+    phase = status.get("phase")
+    if spec is None or phase == "Completed" or (phase == "Failed" and generation == status.get("observedGeneration")):
+        return None
+    meta = body.get("metadata") or {}
+    listed = await runtime.kube.list_custom(naming.NODERESTORE_PLURAL, str(meta.get("namespace")))
+    restores = [r for r in listed if (r.get("metadata") or {}).get("name") != meta.get("name")] + [body]
+    return plan.restore_ahead(str(meta.get("name")), spec.node_ref.name, restores)
 
 
 async def restore_halt(runtime: Runtime, spec: NodeRestoreSpec, node_spec: MayaNodeSpec, node_body: Mapping[str, Any],
@@ -341,7 +355,7 @@ async def run_pass(runtime: Runtime, ctx: Ctx, inputs: plan.RestoreInputs) -> fl
             return None
         inputs = plan.RestoreInputs(spec=ctx.spec, status=ctx.status, generation=ctx.generation, now=runtime.now(),
                                     announce=ctx.announce, halt=inputs.halt, node_found=inputs.node_found,
-                                    spec_error=inputs.spec_error)
+                                    spec_error=inputs.spec_error, ahead=inputs.ahead)
     return ctx.poll
 
 
@@ -395,6 +409,8 @@ async def run_decision(ctx: Ctx, decision: plan.Decision) -> float | None:
                                   f"is verified before anything is touched")])
         ctx.runtime.queue.add((naming.MAYANODE_PLURAL, ctx.namespace, ctx.node_name))
         return None
+    if decision.action == plan.Action.WAIT_RESTORE:
+        return await wait_for_other_restore(ctx, decision)
     if decision.action == plan.Action.WAIT_HALT:
         if ctx.status.get("message") != decision.message:
             await ctx.save(plan.waiting(ctx.status, decision.message, ctx.generation),
@@ -415,6 +431,26 @@ async def run_decision(ctx: Ctx, decision: plan.Decision) -> float | None:
     assert decision.step is not None
     await STEPS[decision.step](ctx, decision.resume)
     return None
+
+
+# Failed restores asked to resume while another restore of their node runs, already told so (a hint in memory only:
+# a restarted operator tells once more).
+_RESUME_HELD: set[tuple[str, str, str, int | None]] = set()
+
+
+async def wait_for_other_restore(ctx: Ctx, decision: plan.Decision) -> float:
+    """Another NodeRestore of the same MayaNode goes first: this one touches nothing and looks again later."""
+    if ctx.status.get("phase") == "Failed":
+        # Its status stays the failure's (what failed and what to do); an event says why the spec change waits.
+        key = (*_restore_key(ctx), ctx.generation)
+        if key not in _RESUME_HELD:
+            _RESUME_HELD.add(key)
+            ctx.emit([EventSpec("Normal", decision.reason, decision.message)])
+        return 10.0
+    if ctx.status.get("message") != decision.message:
+        await ctx.save(plan.waiting(ctx.status, decision.message, ctx.generation),
+                       [EventSpec("Normal", decision.reason, decision.message)])
+    return 5.0
 
 
 def _downtime_text(status: Mapping[str, Any]) -> str:
@@ -1056,6 +1092,11 @@ async def step_stop_old(ctx: Ctx, resume: bool) -> None:
     if spec.mayanode.deployment not in missing:
         helper_pod = await helper(ctx, namespace, target, node_name=await mounting_node(ctx, namespace, spec))
     await prepare_sign_state(ctx)
+    # The node's files still hold the key whose guard this is (before the old node is stopped for it).
+    problem = guard.volume_key_problem((ctx.status.get("guard") or {}).get("consensusPubKey"),
+                                       _SIGN_STATE_TARGETS[_restore_key(ctx)].cons_pub_key)
+    if problem:
+        raise StepFailed("ConsensusKeyChanged", problem)
     # Looked up now, so that once the old pods are gone only what has to come after the stop is asked for: where
     # the chain tip is read, the pods of both nodes, the helpers (leftovers deleted; the two in use go after use).
     assert ctx.node_spec is not None
@@ -1222,6 +1263,7 @@ class SignStateTarget:
     uid: int
     gid: int
     missing_dirs: tuple[str, ...]       # the home and its `data` directory, when absent: created by the same write
+    cons_pub_key: str | None = None     # the consensus key on the volume (None: absent or unreadable)
 
 
 _SIGN_STATE_TARGETS: dict[tuple[str, str, str], SignStateTarget] = {}
@@ -1236,11 +1278,17 @@ async def find_sign_state_target(ctx: Ctx) -> SignStateTarget:
     target = targets(ctx.node_spec)[MAYANODE]
     pod = await helper(ctx, ctx.namespace, target)
     files = PvcFiles(ctx, ctx.namespace, target, pod)
-    keys, dirs = await all_of(files.read(["config/priv_validator_key.json"]), files.dirs())
-    key_item = next(iter(keys.values()), None)
+    found, dirs = await all_of(files.read([CONSENSUS_KEY_PATH]), files.dirs())
+    key_item = found.get(CONSENSUS_KEY_PATH)
     uid, gid = (key_item.uid, key_item.gid) if key_item is not None else (0, 0)
     needed = ([files.home] if files.home else []) + [files.path("data")]
-    return SignStateTarget(pod, uid, gid, tuple(d for d in needed if d not in dirs))
+    cons = None
+    if key_item is not None:
+        try:
+            cons = chainkeys.parse_priv_validator_key(key_item.data).pubkey_bech32
+        except chainkeys.ChainKeyError:
+            cons = None
+    return SignStateTarget(pod, uid, gid, tuple(d for d in needed if d not in dirs), cons)
 
 
 async def prepare_sign_state(ctx: Ctx) -> None:
@@ -1256,6 +1304,11 @@ async def step_sign_state(ctx: Ctx, resume: bool) -> None:
     else:
         await ensure_target_down(ctx, plan.SIGN_STATE)
     g = ctx.status.get("guard") or {}
+    # Looked up before the old node stopped (a pod that is gone since makes the write fail: retried afresh), or now.
+    where = _SIGN_STATE_TARGETS.pop(_restore_key(ctx), None) or await find_sign_state_target(ctx)
+    problem = guard.volume_key_problem(g.get("consensusPubKey"), where.cons_pub_key)
+    if problem:
+        raise StepFailed("ConsensusKeyChanged", problem)
     states: dict[str, chainkeys.SignState | None] = {}
     for record in ctx.status.get("signStateInputs") or ():
         states[str(record["source"])] = chainkeys.SignState(int(record["height"]), int(record.get("round") or 0),
@@ -1263,8 +1316,6 @@ async def step_sign_state(ctx: Ctx, resume: bool) -> None:
     if g.get("chainTip") is not None:
         states[guard.CHAIN_TIP] = guard.chain_tip_state(int(g["chainTip"]))
     mark = guard.high_water_mark(states)
-    # Looked up before the old node stopped (a pod that is gone since makes the write fail: retried afresh).
-    where = _SIGN_STATE_TARGETS.pop(_restore_key(ctx), None) or await find_sign_state_target(ctx)
     files = PvcFiles(ctx, ctx.namespace, targets(ctx.node_spec)[MAYANODE], where.pod)
     entry = FileEntry(files.path(SIGN_STATE_PATH), chainkeys.render_priv_validator_state(mark.state), 0o600,
                       where.uid, where.gid, int(ctx.now.timestamp()))
