@@ -144,6 +144,63 @@ def test_a_second_restore_of_the_same_node_waits_until_the_first_has_finished(wo
 # --------------------------------------------------------------------------------------------------
 # 2. The node scaled back up by someone while the guard waits
 # --------------------------------------------------------------------------------------------------
+def test_the_node_scaled_up_during_a_hand_off_wait_is_scaled_down_and_its_signing_raises_the_mark(world, peer):
+    old = world.seed("hg-r-a")
+    backed_up(world, old, "hg-r-b")
+    world.seed("hg-r-b", identity=old.identity, with_keys=False, register=False, replicas=0)
+    world.create(naming.MAYANODE_PLURAL, {
+        "apiVersion": naming.API_VERSION, "kind": "MayaNode", "metadata": {"name": "new", "namespace": "hg-r-b"},
+        "spec": {"network": old.network, "nodeAddress": old.node_address,
+                 "api": {"rest": f"{world.sandbox.mocknet.url}/ns/hg-r-b",
+                         "rpc": f"{world.sandbox.mocknet.url}/ns/hg-r-b/rpc", "timeoutSeconds": 2}}})
+    restore(world, "hg-r-b", "move", peer, backup=("hg-r-a", "full"), node="new",
+            guard={"oldNode": {"name": "hg-r-a", "namespace": "hg-r-a", "suspend": False}})
+    assert drive(world, "hg-r-b", "move", until="StopOldNode")["step"] == "StopOldNode"
+
+    # A helm upgrade (or a GitOps self-heal) brings the new node up beside the old one while the restore waits.
+    scale(world, "hg-r-b", "mayanode", 1)
+    eventually(lambda: running(world, "hg-r-b"))
+    # What it signs is on its volume when it stops (here: far ahead, as if it had signed there).
+    revived = world.sandbox.mocknet.height + 40
+    world.sandbox.kubelet.volume("hg-r-b", naming.DEFAULT_MAYANODE_PVC).write(
+        f"{MAYANODE_HOME}/data/priv_validator_state.json", ident.priv_validator_state_json(revived, 0, 3))
+
+    status = one_pass(world, "hg-r-b", "move")
+    assert replicas(world, "hg-r-b", "mayanode") == 0 and status["step"] == "StopOldNode", status
+    assert "run again: scaled back to 0" in status["message"], status["message"]
+    assert any(e["type"] == "Warning" and e["reason"] == "NodeScaledUpDuringRestore"
+               for e in world.events("hg-r-b", "move"))
+    eventually(lambda: not running(world, "hg-r-b"))
+
+    scale(world, "hg-r-a", "bifrost", 0)
+    scale(world, "hg-r-a", "mayanode", 0)
+    status = drive(world, "hg-r-b", "move")
+    assert status["phase"] == "Completed", status
+    sources = {i["source"]: i["height"] for i in status["signStateInputs"]}
+    assert sources.get("TargetVolume") == revived, status["signStateInputs"]
+    assert status["highWaterMark"]["height"] >= revived, status["highWaterMark"]
+
+
+def test_the_node_scaled_up_while_the_key_must_fall_silent_is_scaled_down_again(world, peer):
+    node = world.seed("hg-s")
+    backed_up(world, node)
+    account = world.sandbox.mocknet.node(node.node_address)
+    world.call(asyncio.to_thread(lambda: setattr(account, "virtual", True)))      # the key keeps signing elsewhere
+    try:
+        restore(world, "hg-s", "silent", peer)
+        assert drive(world, "hg-s", "silent", until="WaitKeySilent")["step"] == "WaitKeySilent"
+        scale(world, "hg-s", "mayanode", 1)
+        eventually(lambda: world.pods("hg-s", "app.kubernetes.io/name=mayanode"))
+        status = one_pass(world, "hg-s", "silent")
+        assert replicas(world, "hg-s", "mayanode") == 0 and status["step"] == "WaitKeySilent", status
+        assert "run again: scaled back to 0" in status["message"], status["message"]
+        assert any(e["reason"] == "NodeScaledUpDuringRestore" for e in world.events("hg-s", "silent"))
+    finally:
+        world.call(asyncio.to_thread(lambda: setattr(account, "virtual", False)))
+    status = drive(world, "hg-s", "silent")
+    assert status["phase"] == "Completed", status
+
+
 def test_a_consensus_key_changed_on_the_volume_before_the_sign_state_fails_with_the_node_held_down(world, peer):
     """The guard proved one key silent; if the node's volume holds another one when the sign state is to be written,
     the node must not start: it stays down, and says why."""

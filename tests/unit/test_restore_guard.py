@@ -125,6 +125,25 @@ def test_may_start_with_key():
     assert g.may_start_with_key("a/old", g.LeaseView(True, "b/new"), set()) == (True, None)
 
 
+def test_a_higher_sign_state_on_the_target_volume_raises_the_mark():
+    recorded = {"Backup": SignState(100, 0, 3), "TargetVolume": SignState(90, 0, 3), "ChainTip": g.chain_tip_state(150)}
+    # The node's own pods ran after the files were written and signed up to 152: the mark follows.
+    folded = g.fold_volume_state(recorded, SignState(152, 1, 2))
+    assert folded["TargetVolume"] == SignState(152, 1, 2) and g.high_water_mark(folded).source == "TargetVolume"
+    # The same volume read again, or the mark this restore wrote there: nothing changes.
+    assert g.fold_volume_state(recorded, SignState(90, 0, 3)) == recorded
+    assert g.fold_volume_state(recorded, SignState(150, 0, 3)) == recorded
+    assert g.fold_volume_state(recorded, None) == recorded
+
+
+@given(st.dictionaries(sources, st.none() | states), st.none() | states)
+def test_the_folded_mark_is_never_below_the_volume_nor_the_recorded_mark(inputs, volume):
+    mark = g.high_water_mark(g.fold_volume_state(inputs, volume)).state
+    assert mark >= g.high_water_mark(inputs).state
+    if volume is not None:
+        assert mark >= volume
+
+
 def test_the_key_on_the_volume_must_be_the_guarded_one():
     assert g.volume_key_problem("mayacpub1a", "mayacpub1a") is None
     assert "mayacpub1b" in g.volume_key_problem("mayacpub1a", "mayacpub1b")

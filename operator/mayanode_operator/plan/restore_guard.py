@@ -55,6 +55,18 @@ def high_water_mark(inputs: Mapping[str, SignState | None]) -> HighWaterMark:
     return best or HighWaterMark(SignState(0, 0, 0), BACKUP)
 
 
+def fold_volume_state(states: Mapping[str, SignState | None],
+                      volume: SignState | None) -> dict[str, SignState | None]:
+    """The inputs with the sign state read from the target's volume just before the mark is written: when it is above
+    the mark of the recorded inputs (the node's own pods ran after the files were written and signed), it raises the
+    TargetVolume input to it, so the mark written never moves below what the volume says was signed. Otherwise the
+    inputs stay as they are (the same volume read again, or the mark this restore wrote there itself)."""
+    out = dict(states)
+    if volume is not None and volume > high_water_mark(states).state:
+        out[TARGET_VOLUME] = volume
+    return out
+
+
 def volume_key_problem(guarded: str | None, on_volume: str | None) -> str | None:
     """Why the node must not start with the key on its volume (None: it is the one whose guard passed)."""
     if not guarded:

@@ -786,23 +786,46 @@ async def pods_of(ctx: Ctx, namespace: str, spec: MayaNodeSpec) -> list[str]:
     return [str(p["metadata"]["name"]) for pods in found for p in pods]
 
 
-async def scale_to_zero(ctx: Ctx, namespace: str, spec: MayaNodeSpec) -> None:
+async def scale_to_zero(ctx: Ctx, namespace: str, spec: MayaNodeSpec) -> list[str]:
     """bifrost first, mayanode right after (not waiting for bifrost's pods): the validator stops last, so its gap in
-    signing is the shortest, and its pods are the last of the node's to end."""
+    signing is the shortest, and its pods are the last of the node's to end. The Deployments it scaled (those not at
+    0 already)."""
     workloads = Workloads(ctx.runtime.kube)
     order = (spec.bifrost.deployment, spec.mayanode.deployment)
+    scaled = []
     for deployment, body in zip(order, await all_of(*(ctx.runtime.kube.get_deployment(namespace, d) for d in order))):
         if body is not None and int((body.get("spec") or {}).get("replicas", 1)) != 0:
             await workloads.scale(namespace, deployment, 0)
+            scaled.append(deployment)
+    return scaled
 
 
 async def ensure_target_down(ctx: Ctx, step: str) -> None:
-    """Files are written only while no pod of the node exists: a pod that came back is scaled away first."""
+    """The node has no pod from ScaleDown to ScaleUp: files are written only then, and while the guard waits none may
+    sign with the restored key beside the old node. A pod that something brought back (a helm upgrade, a GitOps
+    tool's self-heal, a hand-made scale) is scaled away again, said in a Warning event and the step's message, and
+    the step waits until it is gone. What it signed is on the volume: the sign state is read there again before the
+    high-water mark is written (the lookup made while it ran is dropped), and the silence proof starts over once it
+    is gone."""
     assert ctx.node_spec is not None
     pods = await pods_of(ctx, ctx.namespace, ctx.node_spec)
-    if pods:
-        await scale_to_zero(ctx, ctx.namespace, ctx.node_spec)
-        raise waiting(ctx, step, f"pods {', '.join(sorted(pods))} run again: scaled back to 0, waiting before writing")
+    if not pods:
+        return
+    scaled = await scale_to_zero(ctx, ctx.namespace, ctx.node_spec)
+    _SIGN_STATE_TARGETS.pop(_restore_key(ctx), None)
+    names = ", ".join(sorted(pods))
+    if scaled:
+        ctx.emit([EventSpec("Warning", "NodeScaledUpDuringRestore",
+                            f"{', '.join(scaled)} of MayaNode {ctx.target_key} were scaled up while the restore held "
+                            f"them at 0 (at {step}): scaled back to 0. Stop whatever scales them (helm upgrade, GitOps "
+                            f"self-heal) until the restore has finished")])
+    extra: dict[str, Any] = {}
+    if step == plan.SILENT:
+        # The silent blocks count from the moment the node's last pod is gone: from the next look on.
+        extra["guard"] = {k: v for k, v in (ctx.status.get("guard") or {}).items()
+                          if k not in ("stopHeight", "silentFromHeight", "silentToHeight")}
+    raise waiting(ctx, step, f"pods {names} of this node run again: scaled back to 0"
+                             f"{' (' + ', '.join(scaled) + ')' if scaled else ''}, waiting for them to be gone", **extra)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1082,6 +1105,7 @@ async def step_stop_old(ctx: Ctx, resume: bool) -> None:
                                         f"pods to be gone")
     else:
         await begin(ctx, plan.STOP_OLD, f"waiting for someone to stop the old MayaNode {key}")
+    await ensure_target_down(ctx, plan.STOP_OLD)
     pods = await pods_of(ctx, namespace, spec)
     missing = [d for d in (spec.mayanode.deployment, spec.bifrost.deployment)
                if await ctx.runtime.kube.get_deployment(namespace, d) is None]
@@ -1208,6 +1232,7 @@ async def step_silent(ctx: Ctx, resume: bool) -> None:
     if not resume:
         await ctx.save(plan.begin(ctx.status, plan.SILENT, ctx.now,
                                   f"proving consensus key {g.get('consensusPubKey')} silent"))
+    await ensure_target_down(ctx, plan.SILENT)
     ack = dsg.old_node_destroyed
     if ack is not None and ack.acknowledged:
         source = await chain_source(ctx)
@@ -1264,6 +1289,7 @@ class SignStateTarget:
     gid: int
     missing_dirs: tuple[str, ...]       # the home and its `data` directory, when absent: created by the same write
     cons_pub_key: str | None = None     # the consensus key on the volume (None: absent or unreadable)
+    state: chainkeys.SignState | None = None    # the sign state on the volume (None: absent or unreadable)
 
 
 _SIGN_STATE_TARGETS: dict[tuple[str, str, str], SignStateTarget] = {}
@@ -1278,17 +1304,22 @@ async def find_sign_state_target(ctx: Ctx) -> SignStateTarget:
     target = targets(ctx.node_spec)[MAYANODE]
     pod = await helper(ctx, ctx.namespace, target)
     files = PvcFiles(ctx, ctx.namespace, target, pod)
-    found, dirs = await all_of(files.read([CONSENSUS_KEY_PATH]), files.dirs())
-    key_item = found.get(CONSENSUS_KEY_PATH)
+    found, dirs = await all_of(files.read([CONSENSUS_KEY_PATH, SIGN_STATE_PATH]), files.dirs())
+    key_item, state_item = found.get(CONSENSUS_KEY_PATH), found.get(SIGN_STATE_PATH)
     uid, gid = (key_item.uid, key_item.gid) if key_item is not None else (0, 0)
     needed = ([files.home] if files.home else []) + [files.path("data")]
-    cons = None
+    cons = state = None
     if key_item is not None:
         try:
             cons = chainkeys.parse_priv_validator_key(key_item.data).pubkey_bech32
         except chainkeys.ChainKeyError:
             cons = None
-    return SignStateTarget(pod, uid, gid, tuple(d for d in needed if d not in dirs), cons)
+    if state_item is not None:
+        try:
+            state = chainkeys.parse_priv_validator_state(state_item.data)
+        except chainkeys.ChainKeyError:
+            state = None
+    return SignStateTarget(pod, uid, gid, tuple(d for d in needed if d not in dirs), cons, state)
 
 
 async def prepare_sign_state(ctx: Ctx) -> None:
@@ -1315,6 +1346,7 @@ async def step_sign_state(ctx: Ctx, resume: bool) -> None:
                                                             int(record.get("step") or 0))
     if g.get("chainTip") is not None:
         states[guard.CHAIN_TIP] = guard.chain_tip_state(int(g["chainTip"]))
+    states = guard.fold_volume_state(states, where.state)
     mark = guard.high_water_mark(states)
     files = PvcFiles(ctx, ctx.namespace, targets(ctx.node_spec)[MAYANODE], where.pod)
     entry = FileEntry(files.path(SIGN_STATE_PATH), chainkeys.render_priv_validator_state(mark.state), 0o600,
@@ -1331,6 +1363,14 @@ async def step_sign_state(ctx: Ctx, resume: bool) -> None:
                                 sweep_helpers(ctx, {writer}))
     ctx.helpers_swept = swept
     inputs = list(ctx.status.get("signStateInputs") or ())
+    volume = states.get(guard.TARGET_VOLUME)
+    if volume is not None and not any(i.get("source") == guard.TARGET_VOLUME and
+                                       (int(i["height"]), int(i.get("round") or 0), int(i.get("step") or 0)) ==
+                                       (volume.height, volume.round, volume.step) for i in inputs):
+        # Raised by what the node's own pods signed after the files were written.
+        inputs = [i for i in inputs if i.get("source") != guard.TARGET_VOLUME]
+        inputs.append({"source": guard.TARGET_VOLUME, "height": volume.height, "round": volume.round,
+                       "step": volume.step})
     if g.get("chainTip") is not None:
         inputs = [i for i in inputs if i.get("source") != guard.CHAIN_TIP]
         inputs.append({"source": guard.CHAIN_TIP, **{k: v for k, v in mark.to_status().items() if k != "source"}}
