@@ -797,8 +797,10 @@ class UpgradeStatus(StatusModel):
     history: list[UpgradeResult] = Field(default_factory=list, max_length=20,
                                          description="The last upgrades, newest last (at most 20).")
     next_flag_day: FlagDayStatus | None = Field(None, description="The next height-based switch still ahead.")
-    last_height: int | None = Field(None, ge=0, description="Near a flag day: the last chain height seen (the old "
-                                                            "binary halts at the height and stops answering).")
+    last_height: int | None = Field(
+        None, ge=0, description="The highest chain height seen, never lower, kept near a flag day ahead, while a "
+                                "flag-day upgrade is under way and for a while after one (the old binary halts at the "
+                                "flag day's height and stops answering, and status.chain.height may be older).")
 
 
 class PendingMimirVote(StatusModel):

@@ -206,7 +206,7 @@ def party_key(data: bytes) -> str | None:
     """The `LocalPartyKey` of a TSS localstate file (the node's secp256k1 public key), or None."""
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     value = doc.get("LocalPartyKey") if isinstance(doc, dict) else None
     return value if isinstance(value, str) and value else None
