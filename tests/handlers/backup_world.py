@@ -42,6 +42,15 @@ class BackupWorld:
         self.create_secret(namespace, "age-identity", {"identity": self.identity})
         return node
 
+    def member_node(self, namespace: str):
+        """A seeded node, made a member of the current vault by a churn, whose MayaNode backs up to the in-cluster
+        store without a policy."""
+        seeded = self.seed(namespace)
+        self.call(lambda: self.sandbox.mocknet.churn())
+        self.call(self.sandbox.mocknet.settle())
+        self.mayanode(seeded, backup={"afterChurn": False, "location": self.location()})
+        return seeded
+
     def create_secret(self, namespace: str, name: str, data: dict[str, str]) -> None:
         body = {"metadata": {"name": name, "namespace": namespace}, "stringData": data}
         self.call(asyncio.to_thread(self.runtime.kube.core.create_namespaced_secret, namespace, body))

@@ -31,11 +31,7 @@ IDENTITY_ITEMS = {
 
 @pytest.fixture(scope="module")
 def node(world):
-    seeded = world.seed(NS)
-    world.call(lambda: world.sandbox.mocknet.churn())
-    world.call(world.sandbox.mocknet.settle())
-    world.mayanode(seeded, backup={"afterChurn": False, "location": world.location()})
-    return seeded
+    return world.member_node(NS)
 
 
 def vault_now(world) -> str:

@@ -24,11 +24,7 @@ NS = "hb-del"
 
 @pytest.fixture(scope="module")
 def node(world):
-    seeded = world.seed(NS)
-    world.call(lambda: world.sandbox.mocknet.churn())
-    world.call(world.sandbox.mocknet.settle())
-    world.mayanode(seeded, backup={"afterChurn": False, "location": world.location()})
-    return seeded
+    return world.member_node(NS)
 
 
 def store(world):
