@@ -16,7 +16,7 @@ import json
 import logging
 import posixpath
 import time
-from collections.abc import Awaitable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -986,13 +986,8 @@ async def step_write(ctx: Ctx, resume: bool) -> None:
                                                      helper(ctx, ctx.namespace, homes[BIFROST]))
     mayanode = PvcFiles(ctx, ctx.namespace, homes[MAYANODE], mayanode_pod)
     bifrost = PvcFiles(ctx, ctx.namespace, homes[BIFROST], bifrost_pod)
-    current = (await mayanode.read([SIGN_STATE_PATH])).get(SIGN_STATE_PATH)
-    target_state = None
-    if current is not None:
-        try:
-            target_state = chainkeys.parse_priv_validator_state(current.data)
-        except chainkeys.ChainKeyError:
-            target_state = None
+    target_state = parsed_file(chainkeys.parse_priv_validator_state,
+                               (await mayanode.read([SIGN_STATE_PATH])).get(SIGN_STATE_PATH))
     await mayanode.write(entries(wp.mayanode), dirs[MAYANODE])
     present = await bifrost.top_level(KEY_SHARE_GLOB)
     backup_shares = {w.path: by_name[w.item].data for w in wp.bifrost if w.path.startswith("localstate-")}
@@ -1308,18 +1303,20 @@ async def find_sign_state_target(ctx: Ctx) -> SignStateTarget:
     key_item, state_item = found.get(CONSENSUS_KEY_PATH), found.get(SIGN_STATE_PATH)
     uid, gid = (key_item.uid, key_item.gid) if key_item is not None else (0, 0)
     needed = ([files.home] if files.home else []) + [files.path("data")]
-    cons = state = None
-    if key_item is not None:
-        try:
-            cons = chainkeys.parse_priv_validator_key(key_item.data).pubkey_bech32
-        except chainkeys.ChainKeyError:
-            cons = None
-    if state_item is not None:
-        try:
-            state = chainkeys.parse_priv_validator_state(state_item.data)
-        except chainkeys.ChainKeyError:
-            state = None
-    return SignStateTarget(pod, uid, gid, tuple(d for d in needed if d not in dirs), cons, state)
+    key = parsed_file(chainkeys.parse_priv_validator_key, key_item)
+    return SignStateTarget(pod, uid, gid, tuple(d for d in needed if d not in dirs),
+                           key.pubkey_bech32 if key is not None else None,
+                           parsed_file(chainkeys.parse_priv_validator_state, state_item))
+
+
+def parsed_file(parse: Callable[[bytes], Any], entry: FileEntry | None) -> Any:
+    """`parse` of a file read from a volume; None when it is absent or not what it should be."""
+    if entry is None:
+        return None
+    try:
+        return parse(entry.data)
+    except chainkeys.ChainKeyError:
+        return None
 
 
 async def prepare_sign_state(ctx: Ctx) -> None:
