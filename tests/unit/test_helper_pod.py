@@ -69,6 +69,9 @@ async def test_a_backup_helper_that_never_runs_says_what_holds_it_and_is_deleted
     class Kube:
         core = Core()
 
+        async def get_deployment(self, namespace, name):
+            return None
+
         async def pod_warning_events(self, namespace, pod_name):
             assert (namespace, pod_name) == ("node-a", "backup-helper-1")
             return [{"type": "Warning", "reason": "FailedAttachVolume", "lastTimestamp": "2026-11-21T10:00:00Z",
@@ -82,3 +85,38 @@ async def test_a_backup_helper_that_never_runs_says_what_holds_it_and_is_deleted
         "helper pod node-a/backup-helper-1 on PVC mayanode did not run within 0s: ContainerCreating; FailedAttachVolume: "
         'Multi-Attach error for volume "pvc-1" Volume is already used by pod(s) mayanode-0')
     assert Kube.core.deleted == ["backup-helper-1"]
+
+
+async def test_a_backup_helper_goes_where_the_components_pod_holds_the_volume():
+    """A mayanode pod that crash-loops has no running container to read through, yet its volume is attached to its
+    node: a helper anywhere else would never attach (ReadWriteOnce)."""
+    created: list[dict] = []
+    crash_looping = {"metadata": {"name": "mayanode-0"}, "spec": {"nodeName": "worker-2"},
+                     "status": {"phase": "Running", "containerStatuses": [
+                         {"name": "mayanode", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}}
+
+    class Core:
+        def create_namespaced_pod(self, namespace, body, **_):
+            created.append(body)
+            return SimpleNamespace(data=json.dumps({"metadata": {"name": "backup-helper-1"}}).encode())
+
+        def read_namespaced_pod(self, name, namespace, **_):
+            status = {"phase": "Running", "containerStatuses": [
+                {"name": "helper", "state": {"running": {"startedAt": "2026-11-21T10:00:00Z"}}}]}
+            return SimpleNamespace(data=json.dumps({"metadata": {"name": name}, "status": status}).encode())
+
+        def delete_namespaced_pod(self, name, namespace, **_):
+            pass
+
+    class Kube:
+        core = Core()
+
+        async def get_deployment(self, namespace, name):
+            return {"spec": {"selector": {"matchLabels": {"app": name}}}}
+
+        async def list_pods(self, namespace, labels):
+            return [crash_looping] if labels == {"app": "mayanode"} else []
+
+    async with volumes.NodeVolumes(Kube(), exec_port=None, poll=0).session("node-a", TARGET) as session:
+        assert session.via == "helper" and session.pod == "backup-helper-1"
+    assert [body["spec"].get("nodeName") for body in created] == ["worker-2"]

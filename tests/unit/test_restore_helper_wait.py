@@ -12,6 +12,7 @@ import pytest
 
 from kubernetes.client.exceptions import ApiException
 
+from mayanode_operator.adapters import volumes
 from mayanode_operator.adapters.volumes import VolumeError, newest_warning
 from mayanode_operator.plan.backup_items import VolumeTarget
 from mayanode_operator.reconcile import noderestore
@@ -22,9 +23,10 @@ UNSCHEDULABLE = ("0/3 nodes are available: 3 node(s) had volume node affinity co
 
 class FakeCore:
     def __init__(self, status: dict) -> None:
-        self.status, self.deleted = status, []
+        self.status, self.deleted, self.created = status, [], []
 
     def create_namespaced_pod(self, namespace, body, **_):
+        self.created.append(body)
         return SimpleNamespace(data=json.dumps({"metadata": {"name": "restore-mayanode-x"}}).encode())
 
     def read_namespaced_pod(self, name, namespace, **_):
@@ -35,13 +37,14 @@ class FakeCore:
 
 
 class FakeKube:
-    def __init__(self, status: dict, events: list | Exception = ()) -> None:
+    def __init__(self, status: dict, events: list | Exception = (), pods: list | None = None) -> None:
         self.core = FakeCore(status)
         self.events = events
         self.event_reads: list[tuple[str, str]] = []
+        self.pods = pods or []
 
     async def list_pods(self, namespace, labels):
-        return []
+        return [pod for pod in self.pods if pod["metadata"]["name"] not in self.core.deleted]
 
     async def pod_warning_events(self, namespace, pod_name):
         self.event_reads.append((namespace, pod_name))
@@ -50,8 +53,8 @@ class FakeKube:
         return list(self.events)
 
 
-def ctx(status: dict, events: list | Exception = ()):
-    runtime = SimpleNamespace(kube=FakeKube(status, events), config=SimpleNamespace(helper_image="busybox:1.36"))
+def ctx(status: dict, events: list | Exception = (), pods: list | None = None):
+    runtime = SimpleNamespace(kube=FakeKube(status, events, pods), config=SimpleNamespace(helper_image="busybox:1.36"))
     return SimpleNamespace(runtime=runtime, name="restore", node_name="node-b", namespace="node-b",
                            owner_reference=None)
 
@@ -144,3 +147,97 @@ async def test_a_helper_deleted_by_someone_else_before_it_ran_is_an_error():
     restore.runtime.kube.core.read_namespaced_pod = gone
     with pytest.raises(VolumeError, match=r"^helper pod node-b/restore-mayanode-x vanished before it ran$"):
         await noderestore.helper(restore, "node-b", TARGET, timeout=3600)
+
+
+RUNNING = {"phase": "Running", "containerStatuses": [{"name": "helper", "state": {"running": {"startedAt": "2026-11-21T10:00:03Z"}}}]}
+
+
+def leftover(name: str, created: str, status: dict, *, claim: str = "mayanode", node: str | None = "worker-1",
+             deleting: bool = False) -> dict:
+    """A helper pod of this restore left by an earlier pass (its operator killed while it waited for it)."""
+    return {"metadata": {"name": name, "creationTimestamp": created,
+                         **({"deletionTimestamp": "2026-11-21T10:00:09Z"} if deleting else {})},
+            "spec": {"nodeName": node, "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]},
+            "status": status}
+
+
+async def test_a_helper_left_starting_by_a_restarted_operator_is_waited_for_not_doubled():
+    """A second helper beside one still starting would wait for the volume the first one gets (a ReadWriteOnce
+    volume attaches to one node at a time): the oldest is used, the other starting ones are deleted, and those that
+    ended or are being deleted, or that are on another PVC, are left alone."""
+    pods = [leftover("restore-mayanode-b", "2026-11-21T10:00:02Z", CREATING),
+            leftover("restore-mayanode-a", "2026-11-21T10:00:01Z", CREATING),
+            leftover("restore-mayanode-c", "2026-11-21T10:00:00Z", {"phase": "Failed"}),
+            leftover("restore-mayanode-d", "2026-11-21T10:00:00Z", CREATING, deleting=True),
+            leftover("restore-bifrost-e", "2026-11-21T10:00:00Z", CREATING, claim="bifrost")]
+    restore = ctx(RUNNING, pods=pods)
+    assert await noderestore.helper(restore, "node-b", TARGET, timeout=5) == "restore-mayanode-a"
+    assert restore.runtime.kube.core.created == []
+    assert restore.runtime.kube.core.deleted == ["restore-mayanode-b"]
+
+
+async def test_a_running_helper_is_used_as_it_is():
+    pods = [leftover("restore-mayanode-a", "2026-11-21T10:00:01Z", CREATING),
+            leftover("restore-mayanode-b", "2026-11-21T10:00:02Z", RUNNING)]
+    restore = ctx(CREATING, pods=pods)
+    assert await noderestore.helper(restore, "node-b", TARGET, timeout=0) == "restore-mayanode-b"
+    assert restore.runtime.kube.core.created == restore.runtime.kube.core.deleted == []
+
+
+async def test_a_leftover_helper_on_another_node_than_asked_is_replaced():
+    """The old node's helper must run where its pod mounts the volume: one started elsewhere never attaches."""
+    pods = [leftover("restore-mayanode-a", "2026-11-21T10:00:01Z", RUNNING, node="worker-2")]
+    restore = ctx(RUNNING, pods=pods)
+    assert await noderestore.helper(restore, "node-b", TARGET, timeout=5, node_name="worker-1") == "restore-mayanode-x"
+    assert restore.runtime.kube.core.deleted == ["restore-mayanode-a"]
+    assert [body["spec"]["nodeName"] for body in restore.runtime.kube.core.created] == ["worker-1"]
+
+
+async def test_a_leftover_helper_that_never_runs_is_deleted_and_the_error_says_why():
+    pods = [leftover("restore-mayanode-a", "2026-11-21T10:00:01Z", CREATING)]
+    restore = ctx(CREATING, [MULTI_ATTACH], pods=pods)
+    with pytest.raises(VolumeError, match=r"^helper pod node-b/restore-mayanode-a on PVC mayanode did not run "
+                                          r"within 0s: ContainerCreating; FailedAttachVolume: Multi-Attach"):
+        await noderestore.helper(restore, "node-b", TARGET, timeout=0)
+    assert restore.runtime.kube.core.created == []
+    assert restore.runtime.kube.core.deleted == ["restore-mayanode-a"]
+
+
+class DeploymentKube:
+    """A Deployment whose pods are listed in turn from `listings` (the last one stays)."""
+
+    def __init__(self, *listings: list) -> None:
+        self.listings = list(listings)
+
+    async def get_deployment(self, namespace, name):
+        return {"spec": {"selector": {"matchLabels": {"app": name}}}}
+
+    async def list_pods(self, namespace, labels):
+        return self.listings.pop(0) if len(self.listings) > 1 else self.listings[0]
+
+
+def node_pod(node: str | None, *, deleting: bool = False) -> dict:
+    return {"metadata": {"name": "mayanode-1", **({"deletionTimestamp": "2026-11-21T10:00:09Z"} if deleting else {})},
+            "spec": {"nodeName": node} if node else {}}
+
+
+async def test_a_helper_is_placed_where_the_nodes_pod_is_once_it_is_scheduled(monkeypatch):
+    """A pod of the node just created (scaled up a moment ago) gets the volume on whatever node it lands: the helper's
+    placement waits for it rather than let the scheduler put the helper elsewhere."""
+    monkeypatch.setattr(volumes, "SCHEDULE_POLL_SECONDS", 0)
+    kube = DeploymentKube([node_pod(None)], [node_pod(None)], [node_pod("worker-2")])
+    restore = SimpleNamespace(runtime=SimpleNamespace(kube=kube))
+    assert await noderestore.deployment_node(restore, "node-b", "mayanode") == "worker-2"
+
+
+@pytest.mark.parametrize("pods", [[], [node_pod("worker-2", deleting=True)]])
+async def test_no_pod_of_the_node_leaves_the_helper_to_the_scheduler(pods):
+    restore = SimpleNamespace(runtime=SimpleNamespace(kube=DeploymentKube(pods)))
+    assert await noderestore.deployment_node(restore, "node-b", "mayanode") is None
+
+
+async def test_a_pod_never_scheduled_leaves_the_helper_to_the_scheduler_after_the_wait(monkeypatch):
+    monkeypatch.setattr(volumes, "SCHEDULE_WAIT_SECONDS", 0.05)
+    monkeypatch.setattr(volumes, "SCHEDULE_POLL_SECONDS", 0.01)
+    restore = SimpleNamespace(runtime=SimpleNamespace(kube=DeploymentKube([node_pod(None)])))
+    assert await noderestore.deployment_node(restore, "node-b", "mayanode") is None

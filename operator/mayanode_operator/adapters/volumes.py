@@ -54,6 +54,8 @@ HELPER_SECURITY_CONTEXT: dict[str, Any] = {
 # file is at most MAX_FILE_SIZE and travels through the exec streams, not the helper's memory.
 HELPER_RESOURCES = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "500m", "memory": "128Mi"}}
 MAX_FILE_SIZE = 16 * 1024 * 1024
+SCHEDULE_WAIT_SECONDS = 30.0   # how long a helper's placement waits for a pod of the component being scheduled
+SCHEDULE_POLL_SECONDS = 0.25
 
 
 EXEC_ATTEMPTS = 3
@@ -130,6 +132,12 @@ def helper_pod_body(namespace: str, target: VolumeTarget, *, image: str, labels:
 
 def helper_running(pod: Mapping[str, Any]) -> bool:
     return _container_running(pod, HELPER_CONTAINER)
+
+
+def helper_ended(pod: Mapping[str, Any]) -> bool:
+    """Deleted, or its container has exited: it will never run (restartPolicy Never)."""
+    return bool((pod.get("metadata") or {}).get("deletionTimestamp")) or \
+        (pod.get("status") or {}).get("phase") in ("Failed", "Succeeded")
 
 
 def _container_running(pod: Mapping[str, Any], container: str) -> bool:
@@ -333,7 +341,7 @@ class NodeVolumes:
     async def _start_helper(self, namespace: str, target: VolumeTarget, labels: Mapping[str, str],
                             owner: Mapping[str, Any] | None, purpose: str) -> str:
         body = helper_pod_body(namespace, target, image=self.helper_image, labels=labels, owner=owner,
-                               purpose=purpose)
+                               purpose=purpose, node_name=await volume_node(self._kube, namespace, target.deployment))
         return await launch_helper(self._kube, namespace, body, pvc=target.pvc, timeout=self.helper_timeout,
                                    poll=self.poll)
 
@@ -350,6 +358,25 @@ class NodeVolumes:
         return names
 
 
+async def volume_node(kube: KubeApi, namespace: str, deployment: str) -> str | None:
+    """The Kubernetes node of a pod of `deployment`, where its volume is attached (None when it has none: the
+    scheduler picks one). A helper goes there, whether that pod's container runs or not (a crash-looping pod holds
+    the volume too). A pod not scheduled yet is waited for, up to SCHEDULE_WAIT_SECONDS: a helper placed before it
+    could land on another node and wait for the volume as long as that pod holds it."""
+    deadline = time.monotonic() + SCHEDULE_WAIT_SECONDS
+    while True:
+        body = await kube.get_deployment(namespace, deployment)
+        labels = (((body or {}).get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        pods = [pod for pod in (await kube.list_pods(namespace, labels) if labels else [])
+                if not (pod.get("metadata") or {}).get("deletionTimestamp")]
+        for pod in pods:
+            if (pod.get("spec") or {}).get("nodeName"):
+                return str(pod["spec"]["nodeName"])
+        if not pods or time.monotonic() >= deadline:
+            return None
+        await asyncio.sleep(SCHEDULE_POLL_SECONDS)
+
+
 async def launch_helper(kube: KubeApi, namespace: str, body: Mapping[str, Any], *, pvc: str, timeout: float,
                         poll: float) -> str:
     """Create the helper pod `body` and wait until its container runs; its name. A helper that ends first, or does
@@ -357,6 +384,12 @@ async def launch_helper(kube: KubeApi, namespace: str, body: Mapping[str, Any], 
     response = await asyncio.to_thread(kube.core.create_namespaced_pod, namespace, body, _preload_content=False)
     name = str(json.loads(response.data)["metadata"]["name"])
     logger.info("helper pod %s/%s started on PVC %s", namespace, name, pvc)
+    return await await_helper(kube, namespace, name, pvc=pvc, timeout=timeout, poll=poll)
+
+
+async def await_helper(kube: KubeApi, namespace: str, name: str, *, pvc: str, timeout: float, poll: float) -> str:
+    """Wait until the helper pod `name` runs; its name. One that ends first, or does not run within `timeout`, is
+    deleted (so is one whose wait is cancelled), and the error says what held it."""
     deadline = time.monotonic() + timeout
     try:
         while True:

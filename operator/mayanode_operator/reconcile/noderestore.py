@@ -36,9 +36,12 @@ from ..adapters.volumes import (
     NodeVolumes,
     VolumeError,
     VolumeSession,
+    await_helper,
+    helper_ended,
     helper_pod_body,
     helper_running,
     launch_helper,
+    volume_node,
 )
 from ..adapters.workloads import UnsafeWorkloadChange, Workloads
 from ..api import naming
@@ -644,12 +647,22 @@ async def helper(ctx: Ctx, namespace: str, target: VolumeTarget, *, timeout: flo
     when given)."""
     kube = ctx.runtime.kube
     selector = {LABEL_RESTORE: ctx.name, f"{naming.GROUP}/component": target.component}
-    for pod in await kube.list_pods(namespace, selector):
-        if ((pod.get("spec") or {}).get("volumes") or [{}])[0].get("persistentVolumeClaim", {}).get("claimName") \
-                != target.pvc:
-            continue
-        if helper_running(pod):
-            return str(pod["metadata"]["name"])
+    found = [pod for pod in await kube.list_pods(namespace, selector)
+             if ((pod.get("spec") or {}).get("volumes") or [{}])[0].get("persistentVolumeClaim", {}).get("claimName")
+             == target.pvc and not helper_ended(pod)]
+    usable = [pod for pod in found if node_name is None or (pod.get("spec") or {}).get("nodeName") == node_name]
+    running = [pod for pod in usable if helper_running(pod)]
+    if running:
+        return str(running[0]["metadata"]["name"])
+    # One started by a pass that died (the operator restarted) may not run yet: a second helper beside it would
+    # wait for the volume as long as that one holds it (a ReadWriteOnce volume attaches to one node at a time), so
+    # the oldest is waited for and the others are deleted.
+    usable.sort(key=lambda pod: (pod["metadata"].get("creationTimestamp") or "", str(pod["metadata"]["name"])))
+    await all_of(*(delete_pod(ctx, namespace, str(pod["metadata"]["name"])) for pod in found
+                   if not usable or pod is not usable[0]))
+    if usable:
+        return await await_helper(kube, namespace, str(usable[0]["metadata"]["name"]), pvc=target.pvc,
+                                  timeout=timeout, poll=0.05)
     image = getattr(ctx.runtime.config, "helper_image", None) or DEFAULT_HELPER_IMAGE
     owner = ctx.owner_reference if namespace == ctx.namespace else None
     body = helper_pod_body(namespace, target, image=image, labels=helper_labels(ctx), owner=owner, purpose="restore",
@@ -1211,12 +1224,8 @@ async def mounting_node(ctx: Ctx, namespace: str, spec: MayaNodeSpec) -> str | N
 
 
 async def deployment_node(ctx: Ctx, namespace: str, deployment: str) -> str | None:
-    """The Kubernetes node where a pod of `deployment` runs (None when none does: the scheduler picks one)."""
-    for pod in await Workloads(ctx.runtime.kube).running_pods(namespace, deployment):
-        node = (pod.get("spec") or {}).get("nodeName")
-        if node and not (pod.get("metadata") or {}).get("deletionTimestamp"):
-            return str(node)
-    return None
+    """Where a helper on `deployment`'s volume goes (`volumes.volume_node`)."""
+    return await volume_node(ctx.runtime.kube, namespace, deployment)
 
 
 async def step_silent(ctx: Ctx, resume: bool) -> None:
