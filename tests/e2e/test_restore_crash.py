@@ -146,6 +146,7 @@ class Run:
     killed_after: int | None = None
     restarts: int = 0
     restarted_at: float = 0.0
+    seconds: float | None = None              # from its NodeRestore's creation to its completion as seen
     unexpected_exits: list[str] = field(default_factory=list)
     files: Any = None
     secrets: Any = None
@@ -269,7 +270,7 @@ def coverage_report(runs: list[Run], total: int, rounds: list[str], seconds: flo
     calibrations = [run for run in runs if run.target == CALIBRATION]
     shortest = min(calibrations, key=lambda run: run.completed_at or 0)
     lines = [f"W={total}: the calibration runs made {[run.completed_at for run in calibrations]} writes; "
-             f"the shortest one's:", *(f"  {i:>3} {w}" for i, w in enumerate(shortest.writes[:total], 1))]
+             f"(in {[round(run.seconds or 0) for run in calibrations]} s); the shortest one's:", *(f"  {i:>3} {w}" for i, w in enumerate(shortest.writes[:total], 1))]
     for run in runs:
         if run.target == CALIBRATION:
             continue
@@ -280,7 +281,7 @@ def coverage_report(runs: list[Run], total: int, rounds: list[str], seconds: flo
         same = run.killed_after <= total and what == shortest.writes[run.killed_after - 1]
         lines.append(f"  k={run.target}: {run.namespace} killed after write {run.killed_after} "
                      f"{'(as in the calibration)' if same else what}; completed at write {run.completed_at}, "
-                     f"{run.restarts} restart(s)")
+                     f"{run.restarts} restart(s), {run.seconds or 0:.0f}s")
     return "\n".join([*lines, *rounds, f"{len(runs)} runs, {seconds:.0f}s"])
 
 
@@ -366,7 +367,8 @@ def prepare(world, kube, runs: list[Run]) -> None:
 def wait_completed(kube, runs: list[Run], *, timeout: float, settle: float = 2.0) -> None:
     """Restart each killed operator at once (as its Deployment would) until every restore is Completed, and the
     operator of a run killed after its completing write has run `settle` seconds again."""
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     pending = {run.namespace: run for run in runs}
     next_poll = 0.0
     while pending:
@@ -392,6 +394,7 @@ def wait_completed(kube, runs: list[Run], *, timeout: float, settle: float = 2.0
                 if status.get("phase") == "Completed" and (
                         run.killed_after is None or (run.restarts and time.monotonic() > run.restarted_at + settle)):
                     del pending[ns]
+                    run.seconds = time.monotonic() - started
                 elif status.get("phase") == "Failed":
                     raise AssertionError(f"{ns} (killed after write {run.killed_after}) failed: {dump(status)}\n"
                                          + "\n".join(run.writes))
