@@ -517,3 +517,20 @@ def test_exec_completes_the_websocket_close_handshake(api, ns, server, command, 
         assert ws.sock.recv(1) == b"", "after the close reply the server closes the connection cleanly"
     finally:
         ws.shutdown()
+
+
+def test_a_client_gone_mid_request_is_no_server_error(api, server, ns, caplog):
+    """A killed client's half-sent body ends its request quietly, as a real API server's would: no 500, no
+    "internal error" in the server's log, and nothing is stored."""
+    import socket
+    from urllib.parse import urlsplit
+    url = urlsplit(server.url)
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    with socket.create_connection((url.hostname, url.port)) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: application/json\r\n"
+                     "Content-Length: 4096\r\n\r\n{\"metadata\":".encode())
+        time.sleep(0.2)
+    time.sleep(0.3)
+    assert not [r for r in caplog.records if "internal error" in r.getMessage()]
+    assert client.CoreV1Api(api).list_namespaced_config_map(ns).items == []
+

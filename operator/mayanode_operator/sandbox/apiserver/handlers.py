@@ -149,8 +149,8 @@ class Handlers:
             return await self.resource_request(request, info)
         except ApiError as exc:
             return error_response(exc)
-        except web.HTTPException:
-            raise
+        except (web.HTTPException, ConnectionError):
+            raise                                      # a client gone mid-request (killed) is no server error
         except Exception as exc:                       # noqa: BLE001 - a bug must still answer a Status
             log.exception("internal error serving %s %s", request.method, request.path_qs)
             return error_response(ApiError(500, "InternalError", f"Internal error occurred: {exc}"))
