@@ -18,7 +18,8 @@ right before the next write). Every run restores a wiped node in its own namespa
 - Coverage is asserted: the set of first-pass indices killed after equals {1..W}.
 - Every run converges to Completed with the identical files and Secrets, the mnemonic Secret is never absent (no
   DELETE of it ever reaches the server), and at no instant do two mayanode processes with one consensus key run
-  (checked as each process starts; `mocknet.double_signs` stays empty).
+  (checked as each process starts; `mocknet.double_signs` stays empty). No helper pod's wait runs out (a second
+  helper beside the one a killed pass left starting would wait for the volume for 120 s).
 
 That is about 2·W operator starts: each is a child of a fork server that has imported the operator already (the same
 `mayanode-operator run` in a process of its own, SIGKILLed like any other), which saves ~1.5 s of CPU per start.
@@ -253,6 +254,11 @@ def test_crash_after_every_write_converges(world, operator, kube, tmp_path):
         assert any(run.target == COMPLETION and run.killed_after == run.completed_at for run in runs), report
         assert not [run.unexpected_exits for run in runs if run.unexpected_exits], report
         assert not hook.mnemonic_deletes, hook.mnemonic_deletes
+        # A restart reuses the helper its dead pass started, and helpers go where the node's pod holds the volume: no
+        # step waits out a helper that cannot attach (a ReadWriteOnce volume is attached to one node at a time).
+        stuck = [f"{run.namespace}: {line[:300]}" for run in runs for line in run.operator.log_text().splitlines()
+                 if "did not run within" in line]
+        assert not stuck, "\n".join(stuck)
         assert not violations, violations
         assert not world.mocknet.double_signs, world.mocknet.double_signs
     finally:
