@@ -273,6 +273,26 @@ def test_a_target_holding_another_identity_is_refused_unless_its_replacement_is_
     assert volume_key(world, "hg-i-t") == source.identity.consensus_pubkey_bech32
 
 
+def test_a_same_named_key_share_that_names_no_party_is_kept_beside_the_backups(world, peer):
+    """Not proven another node's, so no refusal; but it differs from the backup's, and a key share cannot be made
+    again: it is kept under a new name, and a Warning says so."""
+    node = world.seed("hg-u")
+    vault = Vault("mayapub1hgunnamedvault", [node.identity.secp256k1_pubkey])
+    share_name, own_share = ident.key_share_file(node.identity, vault)
+    bifrost = world.sandbox.kubelet.volume("hg-u", naming.DEFAULT_BIFROST_PVC)
+    bifrost.write(f"{BIFROST_HOME}/{share_name}", own_share)
+    backed_up(world, node)
+    unnamed = json.dumps({"PubKey": vault.pub_key, "note": "a share written by hand"}).encode()
+    bifrost.write(f"{BIFROST_HOME}/{share_name}", unnamed)
+    restore(world, "hg-u", "r", peer)
+    status = drive(world, "hg-u", "r")
+    assert status["phase"] == "Completed", status
+    assert bifrost.read(f"{BIFROST_HOME}/{share_name}") == own_share
+    assert bifrost.read(f"{BIFROST_HOME}/{share_name}.replaced-r") == unnamed
+    warnings = [e for e in world.events("hg-u", "r") if e["type"] == "Warning" and e["reason"] == "KeySharesFound"]
+    assert warnings and f"{share_name} → {share_name}.replaced-r" in warnings[0]["message"], warnings
+
+
 # --------------------------------------------------------------------------------------------------
 # 4. A scale-down refused before it scaled anything
 # --------------------------------------------------------------------------------------------------

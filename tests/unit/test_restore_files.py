@@ -116,9 +116,20 @@ def test_a_same_named_key_share_of_another_node_is_moved_aside_not_overwritten()
     backup = {"localstate-v1.json": share("me")}
     result = rf.classify_key_shares(backup, {"localstate-v1.json": share("someone")}, "r1")
     assert result.move_aside == (("localstate-v1.json", "localstate-v1.json.replaced-r1"),)
-    # The backup's own node, or a share that names no party: overwritten as before.
+    # The backup's own share, byte for byte: written over (the same bytes).
     assert rf.classify_key_shares(backup, {"localstate-v1.json": share("me")}, "r1") == rf.SharePlan()
-    assert rf.classify_key_shares(backup, {"localstate-v1.json": share(None)}, "r1") == rf.SharePlan()
+
+
+@pytest.mark.parametrize("there", [share(None), b"garbage", json.dumps({"PubKey": "v", "LocalPartyKey": "me",
+                                                                         "Extra": 1}).encode()])
+def test_a_different_same_named_key_share_not_proven_another_nodes_is_kept_beside_it(there):
+    """It names no party, cannot be read, or is this node's yet differs: a key share cannot be made again, so it is
+    kept under a new name (and reported) rather than written over."""
+    backup = {"localstate-v1.json": share("me")}
+    result = rf.classify_key_shares(backup, {"localstate-v1.json": there}, "r1")
+    assert result.saved == result.set_aside == (("localstate-v1.json", "localstate-v1.json.replaced-r1"),)
+    assert result.move_aside == () and "differ from the backup's" in result.describe()
+    assert "check them" in result.describe()
 
 
 def test_another_identity_on_the_target():

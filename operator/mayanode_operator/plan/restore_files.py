@@ -9,7 +9,8 @@
   node (same `LocalPartyKey` as the backup's shares) is newer than the backup and is kept; a share of another node is
   moved aside to `<name>.replaced-<restore>` (never deleted: key shares cannot be made again); a share that cannot be
   attributed is kept and reported. A share of another node under one of the backup's names (they are named after the
-  vault, so nodes of one vault use the same names) is moved aside too before the backup's is written.
+  vault, so nodes of one vault use the same names) is moved aside too before the backup's is written; any other share
+  there that differs from the backup's (it names no party, or this node's) is kept under that new name and reported.
 - `check_target_identity`: whether the target's volumes hold another node's identity (another consensus key, or a
   same-named key share of another node): a restore then replaces it only when asked to.
 """
@@ -188,6 +189,14 @@ class SharePlan:
     keep: tuple[str, ...] = ()                            # same node, newer than the backup
     move_aside: tuple[tuple[str, str], ...] = ()          # (path, new path): another node's share
     unknown: tuple[str, ...] = ()                         # kept, reported
+    # (path, new path): a different share under one of the backup's names that is not proven another node's (it names
+    # no party, or this node's): the backup's is written there, so it is kept under the new path
+    saved: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def set_aside(self) -> tuple[tuple[str, str], ...]:
+        """Every share to be kept under a new path before the backup's shares are written."""
+        return self.move_aside + self.saved
 
     def describe(self) -> str:
         parts = []
@@ -196,6 +205,9 @@ class SharePlan:
         if self.move_aside:
             parts.append(f"moved {len(self.move_aside)} key share(s) of another node aside "
                          f"({', '.join(f'{a} → {b}' for a, b in self.move_aside)})")
+        if self.saved:
+            parts.append(f"kept {len(self.saved)} key share(s) that differ from the backup's of the same name "
+                         f"({', '.join(f'{a} → {b}' for a, b in self.saved)}): check them")
         if self.unknown:
             parts.append(f"kept {len(self.unknown)} key share(s) that could not be attributed "
                          f"({', '.join(self.unknown)}): check them")
@@ -216,11 +228,15 @@ def classify_key_shares(backup_shares: Mapping[str, bytes], target_shares: Mappi
                         restore_name: str) -> SharePlan:
     """Shares on the target that the backup does not overwrite (see the module docstring)."""
     own = {k for k in (party_key(d) for d in backup_shares.values()) if k}
-    keep, aside, unknown = [], [], []
+    keep, aside, unknown, saved = [], [], [], []
     for path in sorted(target_shares):
         if path in backup_shares:
+            # Never overwritten: key shares cannot be made again. Another node's is moved aside; any other that
+            # differs is kept beside it.
             if _other_party(backup_shares[path], target_shares[path]):
-                aside.append((path, f"{path}.replaced-{restore_name}"))      # not overwritten: moved aside first
+                aside.append((path, f"{path}.replaced-{restore_name}"))
+            elif target_shares[path] != backup_shares[path]:
+                saved.append((path, f"{path}.replaced-{restore_name}"))
             continue
         key = party_key(target_shares[path])
         if key and own and key in own:
@@ -229,7 +245,7 @@ def classify_key_shares(backup_shares: Mapping[str, bytes], target_shares: Mappi
             aside.append((path, f"{path}.replaced-{restore_name}"))
         else:
             unknown.append(path)
-    return SharePlan(tuple(keep), tuple(aside), tuple(unknown))
+    return SharePlan(tuple(keep), tuple(aside), tuple(unknown), tuple(saved))
 
 
 def _other_party(backup_share: bytes, target_share: bytes) -> str | None:

@@ -1008,11 +1008,11 @@ async def step_write(ctx: Ctx, resume: bool) -> None:
     share_plan = classify_key_shares(backup_shares, {p: f.data for p, f in
                                                      (await bifrost.read(sorted(present))).items()},
                                      ctx.name) if present else None
-    if share_plan and share_plan.move_aside:
-        originals = await bifrost.read([a for a, _ in share_plan.move_aside])
+    if share_plan and share_plan.set_aside:
+        originals = await bifrost.read([a for a, _ in share_plan.set_aside])
         await bifrost.write([FileEntry(b, originals[a].data, originals[a].mode, originals[a].uid, originals[a].gid,
-                                       originals[a].mtime) for a, b in share_plan.move_aside if a in originals], [])
-        await bifrost.remove([a for a, _ in share_plan.move_aside])
+                                       originals[a].mtime) for a, b in share_plan.set_aside if a in originals], [])
+        await bifrost.remove([a for a, _ in share_plan.set_aside])
     await bifrost.write(entries(wp.bifrost), dirs[BIFROST])
     await delete_pod(ctx, ctx.namespace, bifrost_pod)
     inputs = [i for i in ctx.status.get("signStateInputs") or () if i.get("source") != guard.TARGET_VOLUME]
@@ -1024,7 +1024,7 @@ async def step_write(ctx: Ctx, resume: bool) -> None:
     if share_plan is not None and share_plan.describe():
         message += f"; {share_plan.describe()}"
     events = []
-    if share_plan is not None and (share_plan.move_aside or share_plan.unknown):
+    if share_plan is not None and (share_plan.set_aside or share_plan.unknown):
         events.append(EventSpec("Warning", "KeySharesFound", share_plan.describe()))
     await ctx.save(plan.complete(ctx.status, plan.WRITE, ctx.now, message, signStateInputs=inputs),
                    [plan.step_done_event(plan.WRITE, message), *events])
