@@ -1004,7 +1004,8 @@ async def step_write(ctx: Ctx, resume: bool) -> None:
     await mayanode.write(entries(wp.mayanode), dirs[MAYANODE])
     present = await bifrost.top_level(KEY_SHARE_GLOB)
     backup_shares = {w.path: by_name[w.item].data for w in wp.bifrost if w.path.startswith("localstate-")}
-    # Every share there: those of other nodes are moved aside, also under one of the backup's names (a vault's).
+    # Every share there: those of other nodes are moved aside, also under one of the backup's names (a vault's); any
+    # other that differs from the backup's under one of its names is kept beside it (never written over).
     share_plan = classify_key_shares(backup_shares, {p: f.data for p, f in
                                                      (await bifrost.read(sorted(present))).items()},
                                      ctx.name) if present else None
