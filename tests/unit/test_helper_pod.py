@@ -4,12 +4,12 @@ never runs says why."""
 
 from __future__ import annotations
 
-import json
-from types import SimpleNamespace
 
 import pytest
 
 from mayanode_operator.adapters import volumes
+
+from .test_restore_helper_wait import FakeCore
 
 # The capabilities the baseline profile allows a container to add (Kubernetes Pod Security Standards).
 BASELINE_CAPABILITIES = {"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE",
@@ -52,22 +52,9 @@ def test_each_helper_gets_its_own_copy_of_the_settings():
 
 
 async def test_a_backup_helper_that_never_runs_says_what_holds_it_and_is_deleted():
-    class Core:
-        deleted: list[str] = []
-
-        def create_namespaced_pod(self, namespace, body, **_):
-            return SimpleNamespace(data=json.dumps({"metadata": {"name": "backup-helper-1"}}).encode())
-
-        def read_namespaced_pod(self, name, namespace, **_):
-            status = {"phase": "Pending", "containerStatuses": [
-                {"name": "helper", "state": {"waiting": {"reason": "ContainerCreating"}}}]}
-            return SimpleNamespace(data=json.dumps({"metadata": {"name": name}, "status": status}).encode())
-
-        def delete_namespaced_pod(self, name, namespace, **_):
-            self.deleted.append(name)
-
     class Kube:
-        core = Core()
+        core = FakeCore({"phase": "Pending", "containerStatuses": [
+            {"name": "helper", "state": {"waiting": {"reason": "ContainerCreating"}}}]}, name="backup-helper-1")
 
         async def get_deployment(self, namespace, name):
             return None
@@ -90,26 +77,13 @@ async def test_a_backup_helper_that_never_runs_says_what_holds_it_and_is_deleted
 async def test_a_backup_helper_goes_where_the_components_pod_holds_the_volume():
     """A mayanode pod that crash-loops has no running container to read through, yet its volume is attached to its
     node: a helper anywhere else would never attach (ReadWriteOnce)."""
-    created: list[dict] = []
     crash_looping = {"metadata": {"name": "mayanode-0"}, "spec": {"nodeName": "worker-2"},
                      "status": {"phase": "Running", "containerStatuses": [
                          {"name": "mayanode", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}}
 
-    class Core:
-        def create_namespaced_pod(self, namespace, body, **_):
-            created.append(body)
-            return SimpleNamespace(data=json.dumps({"metadata": {"name": "backup-helper-1"}}).encode())
-
-        def read_namespaced_pod(self, name, namespace, **_):
-            status = {"phase": "Running", "containerStatuses": [
-                {"name": "helper", "state": {"running": {"startedAt": "2026-11-21T10:00:00Z"}}}]}
-            return SimpleNamespace(data=json.dumps({"metadata": {"name": name}, "status": status}).encode())
-
-        def delete_namespaced_pod(self, name, namespace, **_):
-            pass
-
     class Kube:
-        core = Core()
+        core = FakeCore({"phase": "Running", "containerStatuses": [
+            {"name": "helper", "state": {"running": {"startedAt": "2026-11-21T10:00:00Z"}}}]}, name="backup-helper-1")
 
         async def get_deployment(self, namespace, name):
             return {"spec": {"selector": {"matchLabels": {"app": name}}}}
@@ -119,4 +93,4 @@ async def test_a_backup_helper_goes_where_the_components_pod_holds_the_volume():
 
     async with volumes.NodeVolumes(Kube(), exec_port=None, poll=0).session("node-a", TARGET) as session:
         assert session.via == "helper" and session.pod == "backup-helper-1"
-    assert [body["spec"].get("nodeName") for body in created] == ["worker-2"]
+    assert [body["spec"].get("nodeName") for body in Kube.core.created] == ["worker-2"]

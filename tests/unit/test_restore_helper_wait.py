@@ -22,12 +22,14 @@ UNSCHEDULABLE = ("0/3 nodes are available: 3 node(s) had volume node affinity co
 
 
 class FakeCore:
-    def __init__(self, status: dict) -> None:
-        self.status, self.deleted, self.created = status, [], []
+    """The pods API as a helper sees it: a pod created is named `name`, and every pod reads with `status`."""
+
+    def __init__(self, status: dict, name: str = "restore-mayanode-x") -> None:
+        self.status, self.name, self.deleted, self.created = status, name, [], []
 
     def create_namespaced_pod(self, namespace, body, **_):
         self.created.append(body)
-        return SimpleNamespace(data=json.dumps({"metadata": {"name": "restore-mayanode-x"}}).encode())
+        return SimpleNamespace(data=json.dumps({"metadata": {"name": self.name}}).encode())
 
     def read_namespaced_pod(self, name, namespace, **_):
         return SimpleNamespace(data=json.dumps({"metadata": {"name": name}, "status": self.status}).encode())
