@@ -4,7 +4,6 @@ never runs says why."""
 
 from __future__ import annotations
 
-
 import pytest
 
 from mayanode_operator.adapters import volumes
