@@ -73,9 +73,12 @@ async def test_a_backup_helper_that_never_runs_says_what_holds_it_and_is_deleted
     assert Kube.core.deleted == ["backup-helper-1"]
 
 
+TOLERATION = {"key": "dedicated", "operator": "Equal", "value": "validator", "effect": "NoExecute"}
+
+
 async def test_a_backup_helper_goes_where_the_components_pod_holds_the_volume():
     """A mayanode pod that crash-loops has no running container to read through, yet its volume is attached to its
-    node: a helper anywhere else would never attach (ReadWriteOnce)."""
+    node: a helper anywhere else would never attach (ReadWriteOnce). It tolerates what the component tolerates."""
     crash_looping = {"metadata": {"name": "mayanode-0"}, "spec": {"nodeName": "worker-2"},
                      "status": {"phase": "Running", "containerStatuses": [
                          {"name": "mayanode", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}}
@@ -85,11 +88,13 @@ async def test_a_backup_helper_goes_where_the_components_pod_holds_the_volume():
             {"name": "helper", "state": {"running": {"startedAt": "2026-11-21T10:00:00Z"}}}]}, name="backup-helper-1")
 
         async def get_deployment(self, namespace, name):
-            return {"spec": {"selector": {"matchLabels": {"app": name}}}}
+            return {"spec": {"selector": {"matchLabels": {"app": name}},
+                             "template": {"spec": {"tolerations": [TOLERATION]}}}}
 
         async def list_pods(self, namespace, labels):
             return [crash_looping] if labels == {"app": "mayanode"} else []
 
     async with volumes.NodeVolumes(Kube(), exec_port=None, poll=0).session("node-a", TARGET) as session:
         assert session.via == "helper" and session.pod == "backup-helper-1"
-    assert [body["spec"].get("nodeName") for body in Kube.core.created] == ["worker-2"]
+    assert [(body["spec"].get("nodeName"), body["spec"].get("tolerations")) for body in Kube.core.created] == \
+        [("worker-2", [TOLERATION])]

@@ -1,6 +1,7 @@
-"""A restore's helper pod that never runs: the step's error says why (the scheduler's message, the container's waiting
-reason, the newest Warning event about it), and the pod is deleted; backups and restores start their helpers alike
-(`volumes.launch_helper`)."""
+"""A restore's helper pods: one that never runs makes the step's error say why (the scheduler's message, the
+container's waiting reason, the newest Warning event about it), and is deleted; one left starting by a killed pass is
+waited for, not doubled; each goes where the component's pod holds the volume, and may go where the component may.
+Backups and restores start and place their helpers alike (`volumes.launch_helper`, `volumes.helper_placement`)."""
 
 from __future__ import annotations
 
@@ -39,13 +40,22 @@ class FakeCore:
 
 
 class FakeKube:
-    def __init__(self, status: dict, events: list | Exception = (), pods: list | None = None) -> None:
+    """`pods`: this restore's helpers; `node_pods`: the component's own pods; `template`: its pod template's spec."""
+
+    def __init__(self, status: dict, events: list | Exception = (), pods: list | None = None,
+                 node_pods: list | None = None, template: dict | None = None) -> None:
         self.core = FakeCore(status)
         self.events = events
         self.event_reads: list[tuple[str, str]] = []
-        self.pods = pods or []
+        self.pods, self.node_pods, self.template = pods or [], node_pods or [], template or {}
+
+    async def get_deployment(self, namespace, name):
+        return {"spec": {"replicas": len(self.node_pods), "selector": {"matchLabels": {"app": name}},
+                         "template": {"spec": self.template}}}
 
     async def list_pods(self, namespace, labels):
+        if "app" in labels:
+            return list(self.node_pods)
         return [pod for pod in self.pods if pod["metadata"]["name"] not in self.core.deleted]
 
     async def pod_warning_events(self, namespace, pod_name):
@@ -55,13 +65,19 @@ class FakeKube:
         return list(self.events)
 
 
-def ctx(status: dict, events: list | Exception = (), pods: list | None = None):
-    runtime = SimpleNamespace(kube=FakeKube(status, events, pods), config=SimpleNamespace(helper_image="busybox:1.36"))
+def ctx(status: dict, events: list | Exception = (), pods: list | None = None, **kube):
+    runtime = SimpleNamespace(kube=FakeKube(status, events, pods, **kube),
+                              config=SimpleNamespace(helper_image="busybox:1.36"))
     return SimpleNamespace(runtime=runtime, name="restore", node_name="node-b", namespace="node-b",
                            owner_reference=None)
 
 
 TARGET = VolumeTarget("mayanode", "mayanode", "mayanode", "mayanode", "/root/.mayanode", ".mayanode")
+
+
+def node_pod(node: str | None, *, deleting: bool = False) -> dict:
+    return {"metadata": {"name": "mayanode-1", **({"deletionTimestamp": "2026-11-21T10:00:09Z"} if deleting else {})},
+            "spec": {"nodeName": node} if node else {}}
 
 
 @pytest.mark.parametrize("status,why", [
@@ -151,7 +167,8 @@ async def test_a_helper_deleted_by_someone_else_before_it_ran_is_an_error():
         await noderestore.helper(restore, "node-b", TARGET, timeout=3600)
 
 
-RUNNING = {"phase": "Running", "containerStatuses": [{"name": "helper", "state": {"running": {"startedAt": "2026-11-21T10:00:03Z"}}}]}
+RUNNING = {"phase": "Running",
+           "containerStatuses": [{"name": "helper", "state": {"running": {"startedAt": "2026-11-21T10:00:03Z"}}}]}
 
 
 def leftover(name: str, created: str, status: dict, *, claim: str = "mayanode", node: str | None = "worker-1",
@@ -186,11 +203,12 @@ async def test_a_running_helper_is_used_as_it_is():
     assert restore.runtime.kube.core.created == restore.runtime.kube.core.deleted == []
 
 
-async def test_a_leftover_helper_on_another_node_than_asked_is_replaced():
-    """The old node's helper must run where its pod mounts the volume: one started elsewhere never attaches."""
+async def test_a_leftover_helper_on_another_node_than_the_components_pod_is_replaced():
+    """A helper must run where a pod of the component holds the volume (the old node's in a hand-off): one started
+    elsewhere never attaches."""
     pods = [leftover("restore-mayanode-a", "2026-11-21T10:00:01Z", RUNNING, node="worker-2")]
-    restore = ctx(RUNNING, pods=pods)
-    assert await noderestore.helper(restore, "node-b", TARGET, timeout=5, node_name="worker-1") == "restore-mayanode-x"
+    restore = ctx(RUNNING, pods=pods, node_pods=[node_pod("worker-1")])
+    assert await noderestore.helper(restore, "node-b", TARGET, timeout=5) == "restore-mayanode-x"
     assert restore.runtime.kube.core.deleted == ["restore-mayanode-a"]
     assert [body["spec"]["nodeName"] for body in restore.runtime.kube.core.created] == ["worker-1"]
 
@@ -206,40 +224,69 @@ async def test_a_leftover_helper_that_never_runs_is_deleted_and_the_error_says_w
 
 
 class DeploymentKube:
-    """A Deployment whose pods are listed in turn from `listings` (the last one stays)."""
+    """A Deployment of `replicas` whose pods are listed in turn from `listings` (the last one stays)."""
 
-    def __init__(self, *listings: list) -> None:
-        self.listings = list(listings)
+    def __init__(self, *listings: list, replicas: int = 1) -> None:
+        self.listings, self.replicas = list(listings), replicas
 
     async def get_deployment(self, namespace, name):
-        return {"spec": {"selector": {"matchLabels": {"app": name}}}}
+        return {"spec": {"replicas": self.replicas, "selector": {"matchLabels": {"app": name}}}}
 
     async def list_pods(self, namespace, labels):
         return self.listings.pop(0) if len(self.listings) > 1 else self.listings[0]
-
-
-def node_pod(node: str | None, *, deleting: bool = False) -> dict:
-    return {"metadata": {"name": "mayanode-1", **({"deletionTimestamp": "2026-11-21T10:00:09Z"} if deleting else {})},
-            "spec": {"nodeName": node} if node else {}}
 
 
 async def test_a_helper_is_placed_where_the_nodes_pod_is_once_it_is_scheduled(monkeypatch):
     """A pod of the node just created (scaled up a moment ago) gets the volume on whatever node it lands: the helper's
     placement waits for it rather than let the scheduler put the helper elsewhere."""
     monkeypatch.setattr(volumes, "SCHEDULE_POLL_SECONDS", 0)
-    kube = DeploymentKube([node_pod(None)], [node_pod(None)], [node_pod("worker-2")])
-    restore = SimpleNamespace(runtime=SimpleNamespace(kube=kube))
-    assert await noderestore.deployment_node(restore, "node-b", "mayanode") == "worker-2"
+    kube = DeploymentKube([], [node_pod(None)], [node_pod("worker-2")])       # not created yet, then not scheduled
+    assert (await volumes.helper_placement(kube, "node-b", "mayanode")).node_name == "worker-2"
 
 
 @pytest.mark.parametrize("pods", [[], [node_pod("worker-2", deleting=True)]])
-async def test_no_pod_of_the_node_leaves_the_helper_to_the_scheduler(pods):
-    restore = SimpleNamespace(runtime=SimpleNamespace(kube=DeploymentKube(pods)))
-    assert await noderestore.deployment_node(restore, "node-b", "mayanode") is None
+async def test_a_node_scaled_to_0_leaves_the_helper_to_the_scheduler(pods):
+    kube = DeploymentKube(pods, replicas=0)
+    assert (await volumes.helper_placement(kube, "node-b", "mayanode")).node_name is None
 
 
 async def test_a_pod_never_scheduled_leaves_the_helper_to_the_scheduler_after_the_wait(monkeypatch):
     monkeypatch.setattr(volumes, "SCHEDULE_WAIT_SECONDS", 0.05)
     monkeypatch.setattr(volumes, "SCHEDULE_POLL_SECONDS", 0.01)
-    restore = SimpleNamespace(runtime=SimpleNamespace(kube=DeploymentKube([node_pod(None)])))
-    assert await noderestore.deployment_node(restore, "node-b", "mayanode") is None
+    kube = DeploymentKube([node_pod(None)])
+    assert (await volumes.helper_placement(kube, "node-b", "mayanode")).node_name is None
+
+
+DEDICATED_POOL = {
+    "nodeSelector": {"pool": "validators"},
+    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "validator", "effect": "NoSchedule"},
+                    {"key": "dedicated", "operator": "Equal", "value": "validator", "effect": "NoExecute"}],
+    "affinity": {
+        "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["eu-1a"]}]}]}},
+        "podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": "bifrost"}}, "topologyKey": "kubernetes.io/hostname"}]},
+    },
+}
+
+
+@pytest.mark.parametrize("pinned", [None, "worker-3"])
+async def test_a_helper_may_go_where_the_component_may(pinned):
+    """On a dedicated, tainted node pool: the component's node selector, node affinity and tolerations go with the
+    helper (pinned to a node or not: a NoExecute taint evicts a pod that names its node but does not tolerate it).
+    Pod affinity does not: the helper does not carry the component's labels, and the pod it names may be down."""
+    restore = ctx(RUNNING, node_pods=[node_pod(pinned)] if pinned else [], template=DEDICATED_POOL)
+    await noderestore.helper(restore, "node-b", TARGET, timeout=5)
+    (body,) = restore.runtime.kube.core.created
+    spec = body["spec"]
+    assert spec.get("nodeName") == pinned
+    assert spec["nodeSelector"] == DEDICATED_POOL["nodeSelector"]
+    assert spec["tolerations"] == DEDICATED_POOL["tolerations"]
+    assert spec["affinity"] == {"nodeAffinity": DEDICATED_POOL["affinity"]["nodeAffinity"]}
+
+
+def test_a_template_without_constraints_adds_none():
+    assert volumes.template_scheduling(None) == {}
+    assert volumes.template_scheduling({"spec": {"template": {"spec": {"affinity": {"podAntiAffinity": {}}}}}}) == {}
+    body = volumes.helper_pod_body("n", TARGET, image="busybox:1.36", labels={})
+    assert not {"nodeName", "nodeSelector", "tolerations", "affinity"} & set(body["spec"])

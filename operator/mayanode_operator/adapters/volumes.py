@@ -98,11 +98,22 @@ class DirEntry:
     mtime: int = 0
 
 
+@dataclass(frozen=True)
+class HelperPlacement:
+    """Where a helper on a component's volume goes. `node_name`: the node of a pod of the component, where the volume
+    is attached (a ReadWriteOnce volume is attached to one node at a time); None: the scheduler chooses.
+    `scheduling`: the component's pod template's node selector, node affinity and tolerations, so that the helper
+    may go where the component may (a dedicated, tainted node pool; a tainted node evicts a pod that does not
+    tolerate it even when the pod names the node)."""
+
+    node_name: str | None = None
+    scheduling: Mapping[str, Any] = field(default_factory=dict)
+
+
 def helper_pod_body(namespace: str, target: VolumeTarget, *, image: str, labels: Mapping[str, str],
                     owner: Mapping[str, Any] | None = None, purpose: str = "backup",
-                    node_name: str | None = None) -> dict[str, Any]:
-    """A busybox pod on the PVC. `node_name`: where a pod already mounts it (a ReadWriteOnce volume can be mounted
-    by pods of one node only)."""
+                    placement: HelperPlacement = HelperPlacement()) -> dict[str, Any]:
+    """A busybox pod on the PVC, placed as `placement` says."""
     metadata: dict[str, Any] = {
         "generateName": f"{purpose}-{target.component}-",
         "namespace": namespace,
@@ -125,9 +136,25 @@ def helper_pod_body(namespace: str, target: VolumeTarget, *, image: str, labels:
                 "volumeMounts": [{"name": "data", "mountPath": HELPER_MOUNT}],
             }],
             "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": target.pvc}}],
-            **({"nodeName": node_name} if node_name else {}),
+            **copy.deepcopy(dict(placement.scheduling)),
+            **({"nodeName": placement.node_name} if placement.node_name else {}),
         },
     }
+
+
+def template_scheduling(deployment: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The node selector, node affinity and tolerations of a Deployment's pod template (pod affinity is left out: the
+    helper does not carry the component's labels, and a pod it must join may be scaled away)."""
+    spec = ((((deployment or {}).get("spec") or {}).get("template") or {}).get("spec")) or {}
+    out: dict[str, Any] = {}
+    if isinstance(spec.get("nodeSelector"), dict) and spec["nodeSelector"]:
+        out["nodeSelector"] = dict(spec["nodeSelector"])
+    node_affinity = (spec.get("affinity") or {}).get("nodeAffinity") if isinstance(spec.get("affinity"), dict) else None
+    if node_affinity:
+        out["affinity"] = {"nodeAffinity": node_affinity}
+    if isinstance(spec.get("tolerations"), list) and spec["tolerations"]:
+        out["tolerations"] = list(spec["tolerations"])
+    return out
 
 
 def helper_running(pod: Mapping[str, Any]) -> bool:
@@ -341,7 +368,8 @@ class NodeVolumes:
     async def _start_helper(self, namespace: str, target: VolumeTarget, labels: Mapping[str, str],
                             owner: Mapping[str, Any] | None, purpose: str) -> str:
         body = helper_pod_body(namespace, target, image=self.helper_image, labels=labels, owner=owner,
-                               purpose=purpose, node_name=await volume_node(self._kube, namespace, target.deployment))
+                               purpose=purpose, placement=await helper_placement(self._kube, namespace,
+                                                                                 target.deployment))
         return await launch_helper(self._kube, namespace, body, pvc=target.pvc, timeout=self.helper_timeout,
                                    poll=self.poll)
 
@@ -358,22 +386,22 @@ class NodeVolumes:
         return names
 
 
-async def volume_node(kube: KubeApi, namespace: str, deployment: str) -> str | None:
-    """The Kubernetes node of a pod of `deployment`, where its volume is attached (None when it has none: the
-    scheduler picks one). A helper goes there, whether that pod's container runs or not (a crash-looping pod holds
-    the volume too). A pod not scheduled yet is waited for, up to SCHEDULE_WAIT_SECONDS: a helper placed before it
-    could land on another node and wait for the volume as long as that pod holds it."""
+async def helper_placement(kube: KubeApi, namespace: str, deployment: str) -> HelperPlacement:
+    """Where a helper on `deployment`'s volume goes: on the node of a pod of it, whether that pod's container runs or
+    not (a crash-looping pod holds the volume too), with its pod template's scheduling constraints. A pod not created
+    or not scheduled yet (the Deployment was just scaled up) is waited for, up to SCHEDULE_WAIT_SECONDS: a helper
+    placed before it could land on another node and wait for the volume as long as that pod holds it."""
     deadline = time.monotonic() + SCHEDULE_WAIT_SECONDS
     while True:
         body = await kube.get_deployment(namespace, deployment)
-        labels = (((body or {}).get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        spec = (body or {}).get("spec") or {}
+        labels = (spec.get("selector") or {}).get("matchLabels") or {}
         pods = [pod for pod in (await kube.list_pods(namespace, labels) if labels else [])
                 if not (pod.get("metadata") or {}).get("deletionTimestamp")]
-        for pod in pods:
-            if (pod.get("spec") or {}).get("nodeName"):
-                return str(pod["spec"]["nodeName"])
-        if not pods or time.monotonic() >= deadline:
-            return None
+        nodes = [str(pod["spec"]["nodeName"]) for pod in pods if (pod.get("spec") or {}).get("nodeName")]
+        wanted = bool(labels) and spec.get("replicas", 1) != 0
+        if nodes or not (pods or wanted) or time.monotonic() >= deadline:
+            return HelperPlacement(nodes[0] if nodes else None, template_scheduling(body))
         await asyncio.sleep(SCHEDULE_POLL_SECONDS)
 
 

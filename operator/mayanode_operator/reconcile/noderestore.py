@@ -38,10 +38,10 @@ from ..adapters.volumes import (
     VolumeSession,
     await_helper,
     helper_ended,
+    helper_placement,
     helper_pod_body,
     helper_running,
     launch_helper,
-    volume_node,
 )
 from ..adapters.workloads import UnsafeWorkloadChange, Workloads
 from ..api import naming
@@ -641,16 +641,18 @@ def helper_labels(ctx: Ctx) -> dict[str, str]:
     return {LABEL_RESTORE: ctx.name, naming.LABEL_NODE: ctx.node_name}
 
 
-async def helper(ctx: Ctx, namespace: str, target: VolumeTarget, *, timeout: float = 120.0,
-                 node_name: str | None = None) -> str:
-    """A running helper pod of this restore on `target`'s PVC: the one already there, or a new one (on `node_name`
-    when given)."""
+async def helper(ctx: Ctx, namespace: str, target: VolumeTarget, *, timeout: float = 120.0) -> str:
+    """A running helper pod of this restore on `target`'s PVC: the one already there, or a new one, placed as
+    `volumes.helper_placement` says (on the node of a pod of the component, if there is one)."""
     kube = ctx.runtime.kube
     selector = {LABEL_RESTORE: ctx.name, f"{naming.GROUP}/component": target.component}
-    found = [pod for pod in await kube.list_pods(namespace, selector)
+    found, placement = await all_of(kube.list_pods(namespace, selector),
+                                    helper_placement(kube, namespace, target.deployment))
+    found = [pod for pod in found
              if ((pod.get("spec") or {}).get("volumes") or [{}])[0].get("persistentVolumeClaim", {}).get("claimName")
              == target.pvc and not helper_ended(pod)]
-    usable = [pod for pod in found if node_name is None or (pod.get("spec") or {}).get("nodeName") == node_name]
+    usable = [pod for pod in found
+              if placement.node_name is None or (pod.get("spec") or {}).get("nodeName") == placement.node_name]
     running = [pod for pod in usable if helper_running(pod)]
     if running:
         return str(running[0]["metadata"]["name"])
@@ -666,7 +668,7 @@ async def helper(ctx: Ctx, namespace: str, target: VolumeTarget, *, timeout: flo
     image = getattr(ctx.runtime.config, "helper_image", None) or DEFAULT_HELPER_IMAGE
     owner = ctx.owner_reference if namespace == ctx.namespace else None
     body = helper_pod_body(namespace, target, image=image, labels=helper_labels(ctx), owner=owner, purpose="restore",
-                           node_name=node_name)
+                           placement=placement)
     return await launch_helper(kube, namespace, body, pvc=target.pvc, timeout=timeout, poll=0.05)
 
 
@@ -917,8 +919,7 @@ async def read_home(ctx: Ctx, target: VolumeTarget, relatives: Sequence[str]) ->
     if pod is not None:
         session = VolumeSession(ctx.exec_port, ctx.namespace, target, pod, target.container, target.home, "container")
         return await session.read_present(list(relatives))
-    name = await helper(ctx, ctx.namespace, target,
-                        node_name=await deployment_node(ctx, ctx.namespace, target.deployment))
+    name = await helper(ctx, ctx.namespace, target)
     try:
         return await PvcFiles(ctx, ctx.namespace, target, name).read_present(relatives)
     finally:
@@ -1123,7 +1124,7 @@ async def step_stop_old(ctx: Ctx, resume: bool) -> None:
     # its Deployment the old node's volume is not known to exist: the chain's proof stands in for its sign state.
     helper_pod = None
     if spec.mayanode.deployment not in missing:
-        helper_pod = await helper(ctx, namespace, target, node_name=await mounting_node(ctx, namespace, spec))
+        helper_pod = await helper(ctx, namespace, target)
     await prepare_sign_state(ctx)
     # The node's files still hold the key whose guard this is (before the old node is stopped for it).
     problem = guard.volume_key_problem((ctx.status.get("guard") or {}).get("consensusPubKey"),
@@ -1217,16 +1218,6 @@ async def pods_gone_within(ctx: Ctx, namespace: str, selectors: Sequence[Mapping
             return pods
         # On a fixed beat, whatever a LIST takes (a beat a slow LIST overran is skipped, not made up for).
         await asyncio.sleep(STOP_POLL_SECONDS - (now - start) % STOP_POLL_SECONDS)
-
-
-async def mounting_node(ctx: Ctx, namespace: str, spec: MayaNodeSpec) -> str | None:
-    """The Kubernetes node where the mayanode pod runs (None once it is gone: the scheduler picks one)."""
-    return await deployment_node(ctx, namespace, spec.mayanode.deployment)
-
-
-async def deployment_node(ctx: Ctx, namespace: str, deployment: str) -> str | None:
-    """Where a helper on `deployment`'s volume goes (`volumes.volume_node`)."""
-    return await volume_node(ctx.runtime.kube, namespace, deployment)
 
 
 async def step_silent(ctx: Ctx, resume: bool) -> None:
